@@ -1,0 +1,63 @@
+"""The practice-station kiosk: a Flask + htmx app for one station's touchscreen."""
+
+from flask import Flask, request
+from flask_babel import Babel
+from flask_login import LoginManager
+from flask_migrate import Migrate
+from flask_wtf import CSRFProtect
+
+from .config import ROOT, defaults, instance_path, secret_key
+from .db import db
+
+__version__ = "0.1.0"
+
+migrate = Migrate(render_as_batch=True, compare_type=True)
+babel = Babel()
+csrf = CSRFProtect()
+login_manager = LoginManager()
+MIGRATIONS = str(ROOT / "kiosk" / "migrations")
+
+
+def select_locale():
+    lang = request.cookies.get("lang") if request else None
+    return lang if lang in ("zh_CN", "en") else "zh_CN"
+
+
+def create_app(test_config: dict | None = None) -> Flask:
+    folder = instance_path(test_config)
+    folder.mkdir(parents=True, exist_ok=True)
+    app = Flask(
+        __name__,
+        instance_path=str(folder),
+        instance_relative_config=True,
+        template_folder=str(ROOT / "templates"),
+        static_folder=str(ROOT / "static"),
+    )
+    app.config.from_mapping(defaults(folder))
+    app.config.from_pyfile("config.py", silent=True)
+    if test_config:
+        app.config.from_mapping(test_config)
+    if not app.config.get("SECRET_KEY"):
+        app.config["SECRET_KEY"] = secret_key(folder)
+
+    db.init_app(app)
+    migrate.init_app(app, db, directory=MIGRATIONS)
+    babel.init_app(app, locale_selector=select_locale, default_translation_directories=str(ROOT / "kiosk" / "translations"))
+    csrf.init_app(app)
+    login_manager.init_app(app)
+
+    from . import auth, web
+    from .views import api, kiosk, manage
+
+    auth.init_app(app)
+    web.init_app(app)
+    app.register_blueprint(kiosk.bp)
+    app.register_blueprint(manage.bp)
+    app.register_blueprint(api.bp)
+    csrf.exempt(api.bp)  # the data API authenticates by signature, not by cookie
+
+    from . import cli, templating
+
+    templating.init_app(app)
+    cli.init_app(app)
+    return app

@@ -1,0 +1,25 @@
+"""The audit trail: one row per change, added to the caller's transaction."""
+
+import json
+
+from .db import db
+from .models import AuditLog
+
+
+def _plain(value):
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    return value
+
+
+def record(actor: str, action: str, entity: str, entity_id: str, reason: str = "", **changes) -> AuditLog:
+    row = AuditLog(
+        actor=actor,
+        action=action,
+        entity=entity,
+        entity_id=entity_id,
+        reason=reason,
+        detail=json.dumps({k: _plain(v) for k, v in changes.items()}, ensure_ascii=False, sort_keys=True),
+    )
+    db.session.add(row)
+    return row

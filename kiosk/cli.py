@@ -1,0 +1,151 @@
+"""The `kiosk` command: serve, init, demo, create-manager, backup."""
+
+import getpass
+import sqlite3
+import sys
+from pathlib import Path
+
+import click
+from flask import Flask, current_app
+from flask.cli import with_appcontext
+
+from .db import db
+
+
+def _upgrade() -> str:
+    """Create or upgrade the schema with the migrations; return the revision now in force."""
+    from alembic.runtime.migration import MigrationContext
+    from flask_migrate import upgrade
+
+    upgrade(directory=current_app.extensions["migrate"].directory)
+    from . import events
+
+    events.ensure_station()
+    db.session.commit()
+    with db.engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+def _needs_upgrade() -> bool:
+    """Cheap check at start: is the database behind the newest migration?"""
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+    from flask_migrate import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", current_app.extensions["migrate"].directory)
+    head = ScriptDirectory.from_config(cfg).get_current_head()
+    with db.engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision() != head
+
+
+@click.command("init")
+@with_appcontext
+def init_command():
+    """Create the database, or upgrade it to the newest schema keeping its data."""
+    rev = _upgrade()
+    click.echo(f"database ready at {db.engine.url.render_as_string(hide_password=True)} (schema {rev})")
+
+
+@click.command("demo")
+@click.option("--reset", is_flag=True, help="Remove all events and categories first.")
+@with_appcontext
+def demo_command(reset: bool):
+    """Load demo data from Gulou District (events over two weeks around today) and a demo manager."""
+    from . import demo
+
+    _upgrade()
+    password = demo.load(reset=reset)
+    db.session.commit()
+    click.echo("demo data loaded: station 三坊七巷社区, events over two weeks around today")
+    if password:
+        click.echo(f"demo manager: username 'demo', password '{password}' (also in instance/demo-manager.txt)")
+
+
+@click.command("create-manager")
+@click.argument("username")
+@click.option("--name", "display_name", default="", help="The name shown in the audit trail.")
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+@with_appcontext
+def create_manager_command(username: str, display_name: str, password_stdin: bool):
+    """Add a station manager who logs in at /manage."""
+    from . import accounts
+    from .db import begin_write
+    from .errors import InvalidInput
+
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = getpass.getpass("password: ")
+        if getpass.getpass("again: ") != password:
+            raise click.ClickException("the two passwords differ")
+    begin_write()
+    try:
+        accounts.create_manager("cli", username, password, display_name)
+    except InvalidInput as e:
+        db.session.rollback()
+        raise click.ClickException(str(e.message)) from e
+    db.session.commit()
+    click.echo(f"manager {username} created")
+
+
+@click.command("backup")
+@click.argument("target", type=click.Path(dir_okay=False, path_type=Path))
+@with_appcontext
+def backup_command(target: Path):
+    """Copy the live database safely (SQLite's backup API) into TARGET."""
+    url = db.engine.url
+    if url.get_backend_name() != "sqlite":
+        raise click.ClickException("backup only handles the station's SQLite database")
+    if target.exists():
+        raise click.ClickException(f"{target} exists; choose a new file name")
+    src = sqlite3.connect(url.database)
+    dst = sqlite3.connect(target)
+    with dst:
+        src.backup(dst)
+    ok = dst.execute("PRAGMA integrity_check").fetchone()[0]
+    dst.close()
+    src.close()
+    click.echo(f"backup written to {target} (integrity_check: {ok})")
+
+
+@click.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8080, show_default=True, type=int)
+@click.option("--threads", default=8, show_default=True, type=int)
+@with_appcontext
+def serve_command(host: str, port: int, threads: int):
+    """Serve the kiosk with waitress, upgrading the database first if needed."""
+    from waitress import serve
+
+    app = current_app._get_current_object()
+    if _needs_upgrade():
+        _upgrade()
+    db.session.remove()
+    click.echo(f"kiosk serving on http://{host}:{port}/ (manager: http://{host}:{port}/manage/)")
+    sys.stdout.flush()
+    serve(app, host=host, port=port, threads=threads, ident="kiosk", channel_timeout=30)
+
+
+COMMANDS = [init_command, demo_command, create_manager_command, backup_command, serve_command]
+
+
+def init_app(app: Flask) -> None:
+    for command in COMMANDS:
+        app.cli.add_command(command)
+
+
+@click.group()
+@click.pass_context
+def main(ctx):
+    """The practice-station kiosk."""
+    from flask.cli import ScriptInfo
+
+    from . import create_app
+
+    ctx.obj = ScriptInfo(create_app=lambda: create_app(), set_debug_flag=False)
+
+
+for _command in COMMANDS:
+    main.add_command(_command)
+

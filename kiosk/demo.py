@@ -1,0 +1,102 @@
+"""Demo data drawn from Gulou District, Fuzhou (see ../shared/seed): one station, two weeks of events."""
+
+import secrets
+from datetime import datetime, time, timedelta
+
+from flask import current_app
+from sqlalchemy import delete, select
+
+from . import accounts, events
+from .clock import now
+from .db import begin_write, db
+from .models import Category, Event, EventSeries, Manager
+
+CATEGORIES = ["理论宣讲", "志愿服务", "文化活动", "移风易俗", "助老", "健康", "阅读"]
+
+# (day offset from today, start, end, title, category, place, organiser, capacity, description)
+EVENTS = [
+    (0, "08:30", "11:30", "拗九节送粥敬老", "助老", "三坊七巷社区活动中心", "巾帼志愿服务队", 30,
+     "正月廿九“拗九节”，志愿者为辖区 80 岁以上老人熬煮、送上拗九粥。欢迎志愿者报名帮忙盛粥、送粥上门。"),
+    (0, "09:00", "11:00", "写春联 送春联", "文化活动", "社区一楼书画室", "书法家协会志愿服务队", 40,
+     "书法家现场挥毫，为居民免费书写春联、“福”字。自带红纸也可以。"),
+    (0, "14:30", "16:00", "“五进五学”理论宣讲进社区", "理论宣讲", "社区二楼会议室", "区委宣讲团", 60,
+     "宣讲员用身边事讲清楚新政策，会后答疑。"),
+    (0, "15:00", "17:00", "防疫志愿服务：核酸检测点秩序维护", "志愿服务", "南后街检测点", "青年志愿服务队", 12,
+     "协助维持排队秩序、扫码登记。请穿志愿者马甲，提前 15 分钟到。"),
+    (0, "19:00", "20:30", "家庭读书会：红色经典共读", "阅读", "社区图书角", "阅读推广志愿服务队", 25,
+     "带孩子一起读红色经典，分享读书心得。"),
+    (1, "09:00", "11:00", "义诊：量血压、测血糖", "健康", "社区卫生服务站门口", "鼓楼区医院志愿服务队", None,
+     "医生免费量血压、测血糖，解答用药问题。请带上医保卡。"),
+    (1, "14:00", "16:00", "移风易俗：婚事新办 丧事简办 座谈会", "移风易俗", "社区二楼会议室", "社区红白理事会", 30,
+     "请居民代表一起商量新的村规民约，倡导文明节俭。"),
+    (2, "09:30", "11:00", "智能手机课堂：教老人用健康码", "助老", "社区一楼活动室", "大学生志愿服务队", 20,
+     "一对一教老人使用手机：扫码、视频通话、网上挂号。"),
+    (2, "15:00", "17:00", "“红色大讲坛”：林则徐与福州", "理论宣讲", "林则徐纪念馆报告厅", "区新时代文明实践中心", 100,
+     "请文史专家讲述林则徐的家国情怀。"),
+    (3, "08:00", "10:00", "文明交通劝导：地铁口志愿服务", "志愿服务", "地铁1号线南门兜站 B 口", "交通文明志愿服务队", 15,
+     "在地铁口引导市民文明出行、有序排队。"),
+    (4, "09:00", "11:30", "法律咨询进社区", "志愿服务", "社区服务大厅", "法律志愿服务队", None,
+     "律师现场解答邻里纠纷、赡养、继承等法律问题。"),
+    (5, "15:00", "17:00", "闽剧票友会", "文化活动", "三坊七巷南后街戏台", "社区文艺队", 80,
+     "闽剧爱好者登台演唱，欢迎居民观看。"),
+    (6, "09:00", "11:00", "垃圾分类宣传：我们一起做", "志愿服务", "社区各小区门口", "环保志愿服务队", 20,
+     "教居民正确分类，发放宣传手册。"),
+    (7, "09:00", "10:30", "重阳敬老：为长者理发", "助老", "社区一楼活动室", "巾帼志愿服务队", 15,
+     "理发师志愿者为老人免费理发、修面。"),
+    (-1, "09:00", "11:00", "社区环境大扫除", "志愿服务", "各小区楼道", "党员志愿服务队", 40,
+     "清理楼道杂物和小广告。"),
+    (-3, "14:30", "16:30", "防范电信诈骗讲座", "理论宣讲", "社区二楼会议室", "派出所民警", 60,
+     "民警讲解常见诈骗手法，教大家守好钱袋子。"),
+    (-6, "19:00", "20:30", "亲子共读绘本", "阅读", "社区图书角", "阅读推广志愿服务队", 20, ""),
+]
+
+
+def _at(day, hhmm: str) -> datetime:
+    h, m = (int(x) for x in hhmm.split(":"))
+    return datetime.combine(day, time(h, m))
+
+
+def load(reset: bool = False) -> str | None:
+    """Fill the station with demo data; returns the demo manager's new password, if one was made."""
+    actor = "demo"
+    begin_write()
+    if reset:
+        db.session.execute(delete(Event))
+        db.session.execute(delete(EventSeries))
+        db.session.execute(delete(Category))
+    station = events.ensure_station()
+    events.update_station(actor, "三坊七巷社区新时代文明实践站", "GL-SFQX", station.idle_timeout_s)
+    by_name = {c.name: c for c in events.categories(active_only=False)}
+    for name in CATEGORIES:
+        if name not in by_name:
+            by_name[name] = events.add_category(actor, name)
+    today = now().date()
+    if db.session.scalar(select(Event.id).limit(1)) is None:
+        for offset, start, end, title, cat, place, organiser, capacity, description in EVENTS:
+            day = today + timedelta(days=offset)
+            events.create_event(actor, events.EventData(
+                title=title, starts_at=_at(day, start), ends_at=_at(day, end),
+                category_id=by_name[cat].id, place=place, organiser=organiser,
+                capacity=capacity, description=description,
+            ))
+        # A weekly series, as a manager would set it up: every Tuesday and Thursday morning.
+        first = today - timedelta(days=7)
+        events.create_weekly_series(actor, events.EventData(
+            title="太极拳晨练", starts_at=_at(first, "07:30"), ends_at=_at(first, "08:30"),
+            category_id=by_name["健康"].id, place="乌山公园东门", organiser="老年体协",
+            description="跟着老师练二十四式太极拳，强身健体。",
+        ), {2, 4}, today + timedelta(days=14))
+        cancelled = events.create_event(actor, events.EventData(
+            title="露天电影：《闽江之恋》", starts_at=_at(today + timedelta(days=3), "19:00"),
+            ends_at=_at(today + timedelta(days=3), "21:00"), category_id=by_name["文化活动"].id,
+            place="社区广场", organiser="社区文艺队",
+        ))
+        events.cancel_event(actor, cancelled, "天气预报有雨，改期另行通知")
+    password = None
+    if db.session.scalar(select(Manager.id).where(Manager.username == "demo")) is None:
+        password = secrets.token_urlsafe(9)
+        accounts.create_manager(actor, "demo", password, "演示管理员")
+        path = f"{current_app.instance_path}/demo-manager.txt"
+        with open(path, "w") as f:
+            f.write(f"username: demo\npassword: {password}\n")
+    return password

@@ -1,0 +1,73 @@
+"""The touchscreen: public, no login; every screen is a full page or an htmx partial."""
+
+from flask import Blueprint, make_response, redirect, request, session, url_for
+
+from .. import events
+from ..clock import now
+from ..errors import NotFound
+from ..web import render
+
+bp = Blueprint("kiosk", __name__)
+
+PREF_COOKIES = ("lang", "text")
+_YEAR = 365 * 24 * 3600
+
+
+@bp.get("/")
+def home():
+    category_id = request.args.get("category") or None
+    at = now()
+    board = events.board(at, category_id)
+    return render(
+        "kiosk/board.html",
+        "kiosk/_board.html",
+        board=board,
+        categories=events.categories(),
+        today=at.date(),
+    )
+
+
+@bp.get("/events/<event_id>")
+def event(event_id: str):
+    ev = events.get_event(event_id)
+    if not ev.published:
+        raise NotFound()
+    return render("kiosk/event.html", "kiosk/_event.html", event=ev, today=now().date())
+
+
+def _back():
+    """Where to return after changing a preference: this site's own page, or home."""
+    target = request.form.get("next", "")
+    if not target.startswith("/") or target.startswith("//") or "\\" in target:
+        target = url_for("kiosk.home")
+    return redirect(target, code=303)
+
+
+@bp.post("/prefs/language")
+def language():
+    lang = request.form.get("lang")
+    resp = make_response(_back())
+    if lang in ("zh_CN", "en"):
+        resp.set_cookie("lang", lang, max_age=_YEAR, httponly=True, samesite="Lax")
+    return resp
+
+
+@bp.post("/prefs/text-size")
+def text_size():
+    resp = make_response(_back())
+    if request.cookies.get("text") == "large":
+        resp.delete_cookie("text")
+    else:
+        resp.set_cookie("text", "large", max_age=_YEAR, httponly=True, samesite="Lax")
+    return resp
+
+
+@bp.post("/reset")
+def reset():
+    """The idle reset: forget the last person (session, language, text size) and go home."""
+    if "_user_id" not in session:  # a manager at the kiosk logs out through the back office
+        session.clear()
+    resp = make_response(redirect(url_for("kiosk.home"), code=303))
+    for name in PREF_COOKIES:
+        resp.delete_cookie(name)
+    return resp
