@@ -106,6 +106,8 @@ def backup_command(target: Path):
     ok = dst.execute("PRAGMA integrity_check").fetchone()[0]
     dst.close()
     src.close()
+    if ok != "ok":
+        raise click.ClickException(f"backup written to {target} but integrity_check says: {ok}")
     click.echo(f"backup written to {target} (integrity_check: {ok})")
 
 

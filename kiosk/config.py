@@ -46,4 +46,6 @@ def defaults(folder: Path) -> dict:
         "MANAGER_IDLE_SECONDS": 30 * 60,
         "WTF_CSRF_TIME_LIMIT": None,  # the token lives as long as the session
         "SEND_FILE_MAX_AGE_DEFAULT": 3600,
+        # How many reverse proxies (TLS in front, docs/deploy.md) to trust for X-Forwarded-*.
+        "TRUSTED_PROXIES": int(os.environ.get("KIOSK_TRUSTED_PROXIES", "0")),
     }

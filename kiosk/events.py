@@ -188,6 +188,8 @@ def create_weekly_series(actor: str, data: EventData, weekdays: set[int], until:
     if not weekdays or not weekdays <= set(range(1, 8)):
         raise InvalidInput(_l("请至少选择一周中的一天。"), field="weekdays")
     first_day = d.starts_at.date()
+    if until is None:
+        raise InvalidInput(_l("请选择重复到哪天为止。"), field="until")
     if until < first_day:
         raise InvalidInput(_l("重复的截止日期要在第一次活动之后。"), field="until")
     if until - first_day > MAX_SERIES_SPAN:
@@ -300,8 +302,10 @@ def board(at: datetime, category_id: str | None = None) -> Board:
             raise NotFound(_l("没有这个类别，请在上方重新选择。"))
         q = q.where(Event.category_id == category_id)
     rows = list(db.session.scalars(q).unique())
+    today = [e for e in rows if e.starts_at < tomorrow]
+    today.sort(key=lambda e: e.ends_at <= at)  # stable: what is still to come first, then what is over
     return Board(
-        today=[e for e in rows if e.starts_at < tomorrow],
+        today=today,
         week=[e for e in rows if e.starts_at >= tomorrow],
         category=category,
     )

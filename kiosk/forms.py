@@ -42,6 +42,9 @@ def sane_date(form, field):
 
 class ChineseDateField(DateField):
     def process_formdata(self, valuelist):
+        if not valuelist or not "".join(valuelist).strip():
+            self.data = None  # empty: InputRequired or the form's own rule decides
+            return
         try:
             super().process_formdata(valuelist)
         except ValueError as exc:
@@ -50,6 +53,9 @@ class ChineseDateField(DateField):
 
 class ChineseTimeField(TimeField):
     def process_formdata(self, valuelist):
+        if not valuelist or not "".join(valuelist).strip():
+            self.data = None
+            return
         try:
             super().process_formdata(valuelist)
         except ValueError as exc:
@@ -58,6 +64,10 @@ class ChineseTimeField(TimeField):
 
 class ChineseIntegerField(IntegerField):
     def process_formdata(self, valuelist):
+        if valuelist and len(valuelist[0].strip()) > 9:
+            # Huge numbers are never meant here, and WTForms' NumberRange overflows on them.
+            self.data = None
+            raise ValueError(_l("这个数字太大了，请检查一下。"))
         try:
             super().process_formdata(valuelist)
         except ValueError as exc:
@@ -97,7 +107,7 @@ class EventForm(FlaskForm):
     published = BooleanField(_l("在触摸屏上公布"), default=True)
     repeat = BooleanField(_l("每周重复"))
     weekdays = MultiCheckboxField(_l("每周的哪几天"), choices=WEEKDAYS, validate_choice=False)
-    until = ChineseDateField(_l("重复到哪天为止"), validators=[Optional(), sane_date])
+    until = ChineseDateField(_l("重复到哪天为止"), validators=[sane_date])
     version = HiddenField()
 
     def validate_category_id(self, field):

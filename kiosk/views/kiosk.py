@@ -36,7 +36,15 @@ def event(event_id: str):
 
 
 def _back():
-    """Where to return after changing a preference: this site's own page, or home."""
+    """Where to return after changing a preference: this site's own page, or home.
+
+    Under htmx the page reloads in place instead (HX-Refresh), so the kiosk's history never
+    grows and the idle reset leaves nothing to go back to.
+    """
+    if request.headers.get("HX-Request") == "true":
+        resp = make_response("", 204)
+        resp.headers["HX-Refresh"] = "true"
+        return resp
     target = request.form.get("next", "")
     if not target.startswith("/") or target.startswith("//") or "\\" in target:
         target = url_for("kiosk.home")
