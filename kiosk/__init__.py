@@ -1,9 +1,10 @@
 """The practice-station kiosk: a Flask + htmx app for one station's touchscreen."""
 
+import os
+
 from flask import Flask, request
 from flask_babel import Babel
 from flask_login import LoginManager
-from flask_migrate import Migrate
 from flask_wtf import CSRFProtect
 
 from .config import ROOT, defaults, instance_path, secret_key
@@ -11,7 +12,6 @@ from .db import db
 
 __version__ = "0.1.0"
 
-migrate = Migrate(render_as_batch=True, compare_type=True)
 babel = Babel()
 csrf = CSRFProtect()
 login_manager = LoginManager()
@@ -21,6 +21,14 @@ MIGRATIONS = str(ROOT / "kiosk" / "migrations")
 def select_locale():
     lang = request.cookies.get("lang") if request else None
     return lang if lang in ("zh_CN", "en") else "zh_CN"
+
+
+def init_migrate(app: Flask) -> None:
+    """Flask-Migrate (and with it Alembic, ~10 MB) is loaded only where the schema is changed."""
+    if "migrate" not in app.extensions:
+        from flask_migrate import Migrate
+
+        Migrate(app, db, directory=MIGRATIONS, render_as_batch=True, compare_type=True)
 
 
 def create_app(test_config: dict | None = None) -> Flask:
@@ -47,7 +55,8 @@ def create_app(test_config: dict | None = None) -> Flask:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)
 
     db.init_app(app)
-    migrate.init_app(app, db, directory=MIGRATIONS)
+    if os.environ.get("FLASK_RUN_FROM_CLI"):  # `flask --app app db ...` for developers
+        init_migrate(app)
     babel.init_app(app, locale_selector=select_locale, default_translation_directories=str(ROOT / "kiosk" / "translations"))
     csrf.init_app(app)
     login_manager.init_app(app)
@@ -64,6 +73,7 @@ def create_app(test_config: dict | None = None) -> Flask:
 
     from . import cli, templating
 
+    app.jinja_env.trim_blocks = app.jinja_env.lstrip_blocks = True
     templating.init_app(app)
     cli.init_app(app)
     return app

@@ -17,7 +17,10 @@ def _upgrade() -> str:
     from alembic.runtime.migration import MigrationContext
     from flask_migrate import upgrade
 
-    upgrade(directory=current_app.extensions["migrate"].directory)
+    from . import MIGRATIONS, init_migrate
+
+    init_migrate(current_app)
+    upgrade(directory=MIGRATIONS)
     from . import events
 
     events.ensure_station()
@@ -27,16 +30,17 @@ def _upgrade() -> str:
 
 
 def _needs_upgrade() -> bool:
-    """Cheap check at start: is the database behind the newest migration?"""
-    from alembic.runtime.migration import MigrationContext
-    from alembic.script import ScriptDirectory
-    from flask_migrate import Config
+    """Cheap check at start, without loading Alembic: is the database at SCHEMA_HEAD?"""
+    from sqlalchemy import text
+    from sqlalchemy.exc import OperationalError
 
-    cfg = Config()
-    cfg.set_main_option("script_location", current_app.extensions["migrate"].directory)
-    head = ScriptDirectory.from_config(cfg).get_current_head()
-    with db.engine.connect() as conn:
-        return MigrationContext.configure(conn).get_current_revision() != head
+    from .models import SCHEMA_HEAD
+
+    try:
+        with db.engine.connect() as conn:
+            return conn.execute(text("SELECT version_num FROM alembic_version")).scalar() != SCHEMA_HEAD
+    except OperationalError:  # no table yet: a new database
+        return True
 
 
 @click.command("init")

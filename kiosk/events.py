@@ -8,7 +8,8 @@ from dataclasses import dataclass, fields
 from datetime import date, datetime, time, timedelta
 
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import func, select
+from sqlalchemy import and_, func, or_, select
+from sqlalchemy.orm import defer
 
 from . import audit
 from .clock import now
@@ -268,31 +269,42 @@ def set_published(actor: str, event: Event, published: bool) -> Event:
 
 # --- the kiosk board --------------------------------------------------------------------------
 
+WEEK_PER_DAY = 5  # the week column shows this many a day, then "N more" opens the day
+
+
 @dataclass
 class Board:
     today: list[Event]
     week: list[Event]
     category: Category | None
+    day: date | None = None
 
     @property
-    def week_by_day(self) -> list[tuple[date, list[Event]]]:
+    def week_by_day(self) -> list[tuple[date, list[Event], int]]:
+        """(day, the first events of it, how many more) for the week column."""
         days: dict[date, list[Event]] = {}
         for e in self.week:
             days.setdefault(e.starts_at.date(), []).append(e)
-        return list(days.items())
+        return [(d, evs[:WEEK_PER_DAY], max(0, len(evs) - WEEK_PER_DAY)) for d, evs in days.items()]
 
 
-def board(at: datetime, category_id: str | None = None) -> Board:
+def board(at: datetime, category_id: str | None = None, day: date | None = None) -> Board:
     """Published events of today (finished ones too, shown as such) and of the next seven days.
 
-    Cancelled events stay on the board, marked, so nobody comes in vain.
+    Cancelled events stay on the board, marked, so nobody comes in vain. With `day`, the week
+    column is that one day in full.
     """
     day_start = datetime.combine(at.date(), time.min)
     tomorrow = day_start + timedelta(days=1)
-    week_end = day_start + timedelta(days=8)
+    week_start, week_end = tomorrow, day_start + timedelta(days=8)
+    if day is not None and day > at.date():
+        week_start = datetime.combine(day, time.min)
+        week_end = week_start + timedelta(days=1)
     q = (
         select(Event)
-        .where(Event.published.is_(True), Event.ends_at > day_start, Event.starts_at < week_end)
+        .options(defer(Event.description))
+        .where(Event.published.is_(True), Event.starts_at < week_end,
+               or_(and_(Event.ends_at > day_start, Event.starts_at < tomorrow), Event.starts_at >= week_start))
         .order_by(Event.starts_at, Event.title)
     )
     category = None
@@ -308,6 +320,7 @@ def board(at: datetime, category_id: str | None = None) -> Board:
         today=today,
         week=[e for e in rows if e.starts_at >= tomorrow],
         category=category,
+        day=day if day is not None and day > at.date() else None,
     )
 
 

@@ -89,7 +89,7 @@ class EventForm(FlaskForm):
         _l("活动名称"),
         validators=[InputRequired(_l("请填写活动名称。")), Length(max=100, message=_l("活动名称最多 100 个字。")), plain_text()],
     )
-    category_id = SelectField(_l("类别"), choices=[], validate_choice=True)
+    category_id = SelectField(_l("类别"), choices=[], default="", validate_choice=True)
     day = ChineseDateField(_l("日期"), validators=[InputRequired(_l("请选择日期。")), sane_date])
     start = ChineseTimeField(_l("开始时间"), validators=[InputRequired(_l("请选择开始时间。"))])
     end = ChineseTimeField(_l("结束时间"), validators=[InputRequired(_l("请选择结束时间。"))])

@@ -101,3 +101,15 @@ def test_migrations_build_the_models_schema(app):
         ctx = MigrationContext.configure(conn, opts={"compare_type": True})
         diff = compare_metadata(ctx, db.metadata)
     assert diff == []
+
+
+def test_schema_head_constant_is_the_newest_migration():
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    from kiosk import MIGRATIONS
+    from kiosk.models import SCHEMA_HEAD
+
+    cfg = Config()
+    cfg.set_main_option("script_location", MIGRATIONS)
+    assert ScriptDirectory.from_config(cfg).get_current_head() == SCHEMA_HEAD

@@ -165,7 +165,7 @@ def test_board_splits_today_and_the_coming_week(app, make_event, make_category):
     board = events.board(FROZEN)
     assert [e.title for e in board.today] == ["今天下午", "今天早上已结束"]  # what is over goes last
     assert [e.title for e in board.week] == ["明天", "第七天"]
-    assert [d for d, _ in board.week_by_day] == [(FROZEN + timedelta(days=n)).date() for n in (1, 7)]
+    assert [d for d, _, _more in board.week_by_day] == [(FROZEN + timedelta(days=n)).date() for n in (1, 7)]
     only = events.board(FROZEN, health.id)
     assert [e.title for e in only.today] == ["今天下午"] and only.week == []
 
@@ -194,3 +194,13 @@ def test_station_settings_are_checked_and_audited(app):
         with pytest.raises(InvalidInput):
             events.update_station("m", name, code, idle)
         db.session.rollback()
+
+
+def test_week_column_shows_five_a_day_and_the_day_in_full(app, make_event):
+    tomorrow = FROZEN + timedelta(days=1)
+    for i in range(8):
+        make_event(title=f"活动{i}", start=tomorrow.replace(hour=8 + i))
+    [(day, shown, more)] = events.board(FROZEN).week_by_day
+    assert day == tomorrow.date() and len(shown) == 5 and more == 3
+    full = events.board(FROZEN, day=tomorrow.date())
+    assert len(full.week) == 8 and full.day == tomorrow.date()

@@ -152,3 +152,33 @@ def test_preferences_under_htmx_reload_in_place(client):
     token = csrf_token(client)
     resp = client.post("/prefs/text-size", data={"csrf_token": token}, headers=HX)
     assert resp.status_code == 204 and resp.headers["HX-Refresh"] == "true"
+
+
+def test_day_view_and_bad_days(client, make_event):
+    for i in range(7):
+        make_event(title=f"义诊{i}", start=FROZEN.replace(hour=8 + i) + timedelta(days=2))
+    html = client.get("/").get_data(as_text=True)
+    assert "这一天还有 2 个活动" in html and "义诊6" not in html
+    day = (FROZEN + timedelta(days=2)).date().isoformat()
+    html = client.get(f"/?day={day}", headers=HX).get_data(as_text=True)
+    assert "义诊6" in html and "返回未来七天" in html
+    for bad in ("2026-13-01", "yesterday", "2020-01-01", (FROZEN + timedelta(days=30)).date().isoformat()):
+        assert client.get(f"/?day={bad}").status_code == 404
+
+
+def test_home_page_cache_sees_a_managers_change_at_once(app, manager_client, make_event):
+    make_event(title="第一个")
+    assert "第一个" in manager_client.get("/").get_data(as_text=True)
+    manager_client.post("/manage/events/new", data={
+        "csrf_token": manager_client.csrf, "title": "第二个", "day": "2026-11-30", "start": "15:00", "end": "16:00",
+        "published": "y"})
+    assert "第二个" in manager_client.get("/").get_data(as_text=True)
+
+
+def test_cached_home_carries_each_visitors_own_csrf_token(app, make_event):
+    make_event()
+    a, b = app.test_client(), app.test_client()
+    ta, tb = csrf_token(a), csrf_token(b)
+    assert ta != tb
+    assert a.post("/prefs/text-size", data={"csrf_token": ta}).status_code == 303
+    assert b.post("/prefs/text-size", data={"csrf_token": ta}).status_code == 400

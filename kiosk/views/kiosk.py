@@ -1,11 +1,16 @@
 """The touchscreen: public, no login; every screen is a full page or an htmx partial."""
 
+from datetime import date
+
 from flask import Blueprint, make_response, redirect, request, session, url_for
+from flask_babel import get_locale
+from flask_wtf.csrf import generate_csrf
 
 from .. import events
 from ..clock import now
 from ..errors import NotFound
-from ..web import render
+from ..pagecache import CSRF_PLACEHOLDER, cache
+from ..web import is_partial, render
 
 bp = Blueprint("kiosk", __name__)
 
@@ -15,16 +20,42 @@ _YEAR = 365 * 24 * 3600
 
 @bp.get("/")
 def home():
-    category_id = request.args.get("category") or None
     at = now()
-    board = events.board(at, category_id)
-    return render(
+    category_id = request.args.get("category") or None
+    day = _day_arg(at)
+    key = None
+    if set(request.args) <= {"category", "day"}:
+        key = (str(get_locale()), request.cookies.get("text") == "large", category_id, day,
+               is_partial(), at.strftime("%Y%m%d%H%M"))
+        page = cache.get(key)
+        if page is not None:
+            return page.replace(CSRF_PLACEHOLDER, generate_csrf())
+    board = events.board(at, category_id, day=day)
+    page, status = render(
         "kiosk/board.html",
         "kiosk/_board.html",
         board=board,
         categories=events.categories(),
         today=at.date(),
+        csrf_token=lambda: CSRF_PLACEHOLDER,
     )
+    if key is not None:
+        cache.put(key, page)
+    return page.replace(CSRF_PLACEHOLDER, generate_csrf()), status
+
+
+def _day_arg(at):
+    """The one day of the coming week asked for with ?day=YYYY-MM-DD, else None."""
+    raw = request.args.get("day")
+    if not raw:
+        return None
+    try:
+        day = date.fromisoformat(raw)
+    except ValueError:
+        raise NotFound() from None
+    if not 0 <= (day - at.date()).days <= 7:
+        raise NotFound()
+    return day
 
 
 @bp.get("/events/<event_id>")
