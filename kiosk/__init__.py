@@ -62,12 +62,13 @@ def create_app(test_config: dict | None = None) -> Flask:
     login_manager.init_app(app)
 
     from . import auth, web
-    from .views import api, kiosk, manage
+    from .views import api, kiosk, kiosk_me, manage, volunteer  # noqa: F401 - kiosk_me adds to kiosk.bp
 
     auth.init_app(app)
     web.init_app(app)
     app.register_blueprint(kiosk.bp)
     app.register_blueprint(manage.bp)
+    app.register_blueprint(volunteer.bp)
     app.register_blueprint(api.bp)
     csrf.exempt(api.bp)  # the data API authenticates by signature, not by cookie
 

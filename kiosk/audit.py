@@ -9,6 +9,8 @@ from .models import AuditLog
 def _plain(value):
     if hasattr(value, "isoformat"):
         return value.isoformat()
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
     return value
 
 

@@ -61,7 +61,8 @@ def demo_command(reset: bool):
     _upgrade()
     password = demo.load(reset=reset)
     db.session.commit()
-    click.echo("demo data loaded: station 三坊七巷社区, events over two weeks around today")
+    click.echo("demo data loaded: station 三坊七巷社区, events over two weeks around today, "
+               "volunteers 13805910001-13805910008 with PIN 258369")
     if password:
         click.echo(f"demo manager: username 'demo', password '{password}' (also in instance/demo-manager.txt)")
 

@@ -47,5 +47,8 @@ def defaults(folder: Path) -> dict:
         "WTF_CSRF_TIME_LIMIT": None,  # the token lives as long as the session
         "SEND_FILE_MAX_AGE_DEFAULT": 3600,
         # How many reverse proxies (TLS in front, docs/deploy.md) to trust for X-Forwarded-*.
+        # The address phones use to reach this station (e.g. https://192.168.1.20); the event QR
+        # codes point there. Unset: the address the kiosk's own browser used.
+        "PUBLIC_URL": os.environ.get("KIOSK_PUBLIC_URL", ""),
         "TRUSTED_PROXIES": int(os.environ.get("KIOSK_TRUSTED_PROXIES", "0")),
     }

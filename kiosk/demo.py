@@ -51,6 +51,30 @@ EVENTS = [
 ]
 
 
+DEMO_PIN = "258369"
+VOLUNTEERS = [
+    ("林秀英", "13805910001", ["巾帼志愿服务队"]), ("陈建国", "13805910002", ["党员志愿服务队"]),
+    ("黄丽华", "13805910003", ["书法家协会志愿服务队"]), ("郑明", "13805910004", ["青年志愿服务队"]),
+    ("王淑珍", "13805910005", ["巾帼志愿服务队", "阅读推广志愿服务队"]), ("吴志强", "13805910006", ["法律志愿服务队"]),
+    ("刘芳", "13805910007", ["鼓楼区医院志愿服务队"]), ("张伟", "13805910008", ["交通文明志愿服务队"]),
+]
+
+
+def _volunteers(actor: str) -> None:
+    """Eight demo volunteers (PIN 258369) with some past service, and one walk-in waiting."""
+    from . import checkins, volunteers
+
+    if db.session.scalar(select(volunteers.Volunteer.id).limit(1)) is not None:
+        return
+    made = [volunteers.register(actor, n, m, DEMO_PIN, teams=t) for n, m, t in VOLUNTEERS]
+    volunteers.register("walk-in:kiosk", "赵阿姨", "13805910009", DEMO_PIN, via="kiosk")
+    past = db.session.scalars(select(Event).where(Event.ends_at < now(), Event.cancelled_at.is_(None))
+                              .order_by(Event.starts_at)).all()
+    for i, ev in enumerate(past):
+        for v in made[i % 3: i % 3 + 4]:
+            checkins.add_from_paper(actor, v, ev, ev.starts_at, ev.ends_at, "演示数据")
+
+
 def _at(day, hhmm: str) -> datetime:
     h, m = (int(x) for x in hhmm.split(":"))
     return datetime.combine(day, time(h, m))
@@ -86,12 +110,21 @@ def load(reset: bool = False) -> str | None:
             category_id=by_name["健康"].id, place="乌山公园东门", organiser="老年体协",
             description="跟着老师练二十四式太极拳，强身健体。",
         ), {2, 4}, today + timedelta(days=14))
+        # One running now, whenever the demo is loaded, so that signing in can be tried at once.
+        hour = now().replace(minute=0, second=0)
+        events.create_event(actor, events.EventData(
+            title="文明实践站值班：接待居民、整理图书", starts_at=hour - timedelta(hours=1),
+            ends_at=hour + timedelta(hours=3), category_id=by_name["志愿服务"].id, place="实践站一楼大厅",
+            organiser="党员志愿服务队", capacity=10,
+            description="在实践站接待来访居民，登记服务需求，整理图书角。",
+        ))
         cancelled = events.create_event(actor, events.EventData(
             title="露天电影：《闽江之恋》", starts_at=_at(today + timedelta(days=3), "19:00"),
             ends_at=_at(today + timedelta(days=3), "21:00"), category_id=by_name["文化活动"].id,
             place="社区广场", organiser="社区文艺队",
         ))
         events.cancel_event(actor, cancelled, "天气预报有雨，改期另行通知")
+    _volunteers(actor)
     password = None
     if db.session.scalar(select(Manager.id).where(Manager.username == "demo")) is None:
         password = secrets.token_urlsafe(9)

@@ -37,6 +37,16 @@ def date_short(d) -> str:
     return f"{d.month}月{d.day}日"
 
 
+def duration(minutes: int) -> str:
+    """Minutes as people say them: "2 小时 30 分", "2 小时", "45 分"."""
+    h, m = divmod(max(0, minutes or 0), 60)
+    if h and m:
+        return _("%(h)d 小时 %(m)d 分", h=h, m=m)
+    if h:
+        return _("%(h)d 小时", h=h)
+    return _("%(m)d 分", m=m)
+
+
 def hm(d) -> str:
     return d.strftime("%H:%M")
 
@@ -57,6 +67,7 @@ def _station():
 
 def init_app(app: Flask) -> None:
     app.jinja_env.filters.update(date_long=date_long, date_short=date_short, hm=hm, weekday=weekday_name)
+    app.jinja_env.globals.update(duration=duration)
 
     @app.context_processor
     def kiosk_context():

@@ -24,6 +24,17 @@ def render(page: str, partial: str, status: int = 200, **ctx):
     return render_template(partial if is_partial() else page, **ctx), status
 
 
+def new_session() -> None:
+    """Start a new session after a login (no fixation), keeping the CSRF secret so that the
+    page on screen, partly swapped by htmx, can still send its forms."""
+    from flask import session
+
+    csrf = session.get("csrf_token")
+    session.clear()
+    if csrf:
+        session["csrf_token"] = csrf
+
+
 def wants_json() -> bool:
     return request.path.startswith("/api/") or request.path == "/healthz"
 
@@ -52,6 +63,12 @@ def error_page(status: int, message: str | None = None):
     message = message or MESSAGES.get(status, MESSAGES[500])()
     if wants_json():
         return _problem(status, MESSAGES.get(status, MESSAGES[500])(), message)
+    if request.path.startswith("/v/"):  # the volunteer's phone: its own small layout
+        return render("errors/error_phone.html", "errors/_error.html", status=status, message=message, code=status,
+                      home="volunteer.me_page")
+    if request.path.startswith("/manage/"):
+        return render("errors/error_manage.html", "errors/_error.html", status=status, message=message, code=status,
+                      home="manage.events_list")
     return render("errors/error.html", "errors/_error.html", status=status, message=message, code=status)
 
 

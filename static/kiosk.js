@@ -2,7 +2,7 @@
 (function () {
   "use strict";
   var body = document.body;
-  var idleSeconds = parseInt(body.getAttribute("data-idle") || "0", 10);
+  var stationIdle = parseInt(body.getAttribute("data-idle") || "0", 10);
   var resetUrl = body.getAttribute("data-reset-url");
   var homeUrl = body.getAttribute("data-home-url") || "/";
   var lastInput = Date.now();
@@ -20,10 +20,16 @@
     }
   }
 
+  function idleLimit() {
+    // A screen may ask for its own limit (a volunteer's screens: 60 s); else the station's.
+    var own = document.querySelector("#screen [data-idle]");
+    return own ? parseInt(own.getAttribute("data-idle"), 10) : stationIdle;
+  }
+
   function pristine() {
-    // Home, unfiltered, default text size and language: nothing of anybody is on screen.
-    return location.pathname === homeUrl && !location.search &&
-      document.querySelector("[data-pristine]") !== null &&
+    // The unfiltered home or a sign-in code screen, default text size and language:
+    // nothing of anybody is on screen.
+    return document.querySelector("[data-pristine]") !== null &&
       !document.documentElement.classList.contains("text-large") &&
       document.documentElement.lang === "zh-CN";
   }
@@ -42,15 +48,52 @@
 
   function checkIdle() {
     var idle = (Date.now() - lastInput) / 1000;
-    if (idleSeconds > 0 && idle >= idleSeconds && !pristine()) { lastInput = Date.now(); reset(); }
+    var limit = idleLimit();
+    if (limit > 0 && idle >= limit && !pristine()) { lastInput = Date.now(); reset(); }
     // Refresh the idle home screen every five minutes so finished events drop off.
-    else if (idle >= 300 && pristine()) { lastInput = Date.now(); location.replace(homeUrl); }
+    else if (idle >= 300 && pristine() && location.pathname === homeUrl) { lastInput = Date.now(); location.replace(homeUrl); }
   }
+
+  // Print buttons (a pickup slip, a passbook page): no inline script under the CSP.
+  document.addEventListener("click", function (ev) {
+    if (ev.target.closest && ev.target.closest("[data-print]")) { window.print(); }
+  });
+
+  // The on-screen PIN keypad: digits into the form's PIN field.
+  document.addEventListener("click", function (ev) {
+    var key = ev.target.closest && ev.target.closest("[data-key]");
+    if (!key) { return; }
+    var input = key.closest("form").querySelector(".pin-input");
+    var k = key.getAttribute("data-key");
+    if (k === "back") { input.value = input.value.slice(0, -1); }
+    else if (input.value.length < 6) { input.value += k; }
+    var err = document.getElementById("pin-err");  // an old "wrong PIN" goes once they type again
+    if (err) { err.remove(); }
+  });
+
+  // "Done" buttons at the kiosk end the visit like the idle reset, without adding history;
+  // forms marked data-once can't be sent twice by a double tap.
+  document.addEventListener("submit", function (ev) {
+    var form = ev.target;
+    if (form.hasAttribute("data-reset")) { ev.preventDefault(); ev.stopPropagation(); reset(); return; }
+    if (form.hasAttribute("data-once")) {
+      if (form.getAttribute("data-sent")) { ev.preventDefault(); return; }
+      form.setAttribute("data-sent", "1");
+    }
+  }, true);
+
+  // The card reader types like a keyboard: keep the scan field focused on the card screen.
+  function keepFocus() {
+    var input = document.querySelector("[data-keep-focus]");
+    if (input && document.activeElement !== input) { input.focus(); }
+  }
+  document.addEventListener("htmx:afterSettle", keepFocus);
+  setInterval(keepFocus, 1000);
 
   ["pointerdown", "keydown", "touchstart", "wheel", "input"].forEach(function (type) {
     window.addEventListener(type, function () { lastInput = Date.now(); }, { passive: true, capture: true });
   });
-  if (idleSeconds > 0) { setInterval(checkIdle, 1000); }
+  if (stationIdle > 0) { setInterval(checkIdle, 1000); }
   setInterval(tickClock, 10000);
   tickClock();
 })();

@@ -34,6 +34,7 @@ def app(tmp_path, migrated_db):
         "INSTANCE_PATH": str(tmp_path),
         "TESTING": True,
         "FROZEN_NOW": FROZEN,
+        "FROZEN_UNIX": 1_800_000_005.0,  # for the rotating QR steps: 5 s into a step
     })
     # No app context is held open here: each test request gets its own, as in production
     # (a shared one would share the session and Flask-Babel's cached locale between requests).

@@ -4,7 +4,10 @@ import pytest
 
 from kiosk import create_app
 
-SAMPLE = {"event_id": "00000000-0000-7000-8000-000000000000", "category_id": "00000000-0000-7000-8000-000000000000"}
+_ID = "00000000-0000-7000-8000-000000000000"
+SAMPLE = {name: _ID for name in ("event_id", "category_id", "volunteer_id", "checkin_id", "reward_id",
+                                  "redemption_id")}
+SAMPLE["direction"] = "checkin"
 
 
 def state_changing_routes():
@@ -28,6 +31,7 @@ def test_refused_without_csrf_token(manager_client, method, rule, endpoint):
     path = rule
     for key, value in SAMPLE.items():
         path = path.replace(f"<{key}>", value)
+    assert "<" not in path, f"add a sample value for {path}"
     resp = manager_client.open(path, method=method, data={"title": "x", "name": "x", "reason": "x"})
     assert resp.status_code == 400, (endpoint, resp.status_code)
     assert "页面停留太久已经失效" in resp.get_data(as_text=True)

@@ -50,5 +50,5 @@ def test_english_pages(client, make_event):
     client.set_cookie("lang", "en")
     html = client.get("/").get_data(as_text=True)
     assert "Today" in html and "今天的活动" not in html
-    assert "Sign in" in client.get("/manage/login").get_data(as_text=True)
+    assert "Log in" in client.get("/manage/login").get_data(as_text=True)
 

@@ -2,11 +2,11 @@
 
 from datetime import date
 
-from flask import Blueprint, make_response, redirect, request, session, url_for
+from flask import Blueprint, current_app, make_response, redirect, request, session, url_for
 from flask_babel import get_locale
 from flask_wtf.csrf import generate_csrf
 
-from .. import events
+from .. import checkins, events, qr
 from ..clock import now
 from ..errors import NotFound
 from ..pagecache import CSRF_PLACEHOLDER, cache
@@ -35,6 +35,7 @@ def home():
         "kiosk/board.html",
         "kiosk/_board.html",
         board=board,
+        signed_in=checkins.signed_in_now([e.id for e in board.today if checkins.open_for_sign_in(e, at)]),
         categories=events.categories(),
         today=at.date(),
         csrf_token=lambda: CSRF_PLACEHOLDER,
@@ -58,12 +59,45 @@ def _day_arg(at):
     return day
 
 
-@bp.get("/events/<event_id>")
-def event(event_id: str):
+def _public_event(event_id: str):
     ev = events.get_event(event_id)
     if not ev.published:
         raise NotFound()
-    return render("kiosk/event.html", "kiosk/_event.html", event=ev, today=now().date())
+    return ev
+
+
+@bp.get("/events/<event_id>")
+def event(event_id: str):
+    ev = _public_event(event_id)
+    at = now()
+    return render("kiosk/event.html", "kiosk/_event.html", event=ev, today=at.date(),
+                  open_now=checkins.open_for_sign_in(ev, at),
+                  signed_in=checkins.signed_in_now([ev.id]).get(ev.id, 0))
+
+
+@bp.get("/events/<event_id>/signin")
+def signin(event_id: str):
+    """The sign-in screen: a big rotating QR code for phones, left on show during the event."""
+    ev = _public_event(event_id)
+    return render("kiosk/signin.html", "kiosk/_signin.html", event=ev, **_code_context(ev))
+
+
+@bp.get("/events/<event_id>/signin/code")
+def signin_code(event_id: str):
+    """The QR and the count alone, polled by the sign-in screen every few seconds."""
+    ev = _public_event(event_id)
+    return render("kiosk/_signin_code.html", "kiosk/_signin_code.html", event=ev, **_code_context(ev))
+
+
+def _code_context(ev) -> dict:
+    at = now()
+    ctx = {"open_now": checkins.open_for_sign_in(ev, at), "signed_in": checkins.signed_in_now([ev.id]).get(ev.id, 0)}
+    if ctx["open_now"]:
+        code = qr.event_code(events.get_station().code, ev.id, qr.current_step())
+        base = (current_app.config.get("PUBLIC_URL") or request.host_url).rstrip("/")
+        url = base + url_for("volunteer.scan", code=code)
+        ctx.update(qr_svg=qr.svg(url), qr_url=url)
+    return ctx
 
 
 def _back():

@@ -12,7 +12,7 @@ from ..db import begin_write, db
 from ..errors import DomainError, InvalidInput
 from ..forms import CancelForm, CategoryForm, EmptyForm, EventForm, LoginForm, StationForm
 from ..models import AuditLog, Category
-from ..web import render
+from ..web import new_session, render
 
 bp = Blueprint("manage", __name__, url_prefix="/manage")
 
@@ -43,7 +43,7 @@ def login():
                 status = e.status
             else:
                 db.session.commit()
-                session.clear()
+                new_session()
                 login_user(manager)
                 return redirect(_next_or_home(), code=303)
         else:
@@ -273,3 +273,7 @@ def category_update(category_id: str):
 def audit_log():
     rows = db.session.scalars(select(AuditLog).order_by(AuditLog.at.desc(), AuditLog.id.desc()).limit(200))
     return render("manage/audit.html", "manage/_audit.html", rows=list(rows))
+
+
+# The other back-office pages register on the same blueprint.
+from . import manage_attendance, manage_volunteers  # noqa: E402, F401

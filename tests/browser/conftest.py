@@ -16,7 +16,8 @@ from kiosk import create_app
 from kiosk.db import db
 
 CHROMIUM = os.environ.get("KIOSK_CHROMIUM", "/usr/bin/chromium")
-ARTIFACTS = Path(__file__).resolve().parent.parent.parent / "test-results"
+# Not pytest-playwright's test-results/, which it empties at the start of every run.
+ARTIFACTS = Path(__file__).resolve().parent.parent.parent / "test-screens"
 
 
 def pytest_collection_modifyitems(config, items):
