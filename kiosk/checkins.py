@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import extract, func, select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import joinedload
 
 from . import audit, ledger
 from .clock import now
@@ -129,16 +130,14 @@ def use_code(volunteer: Volunteer, event: Event, step: int) -> None:
 
 def check_in_with_code(volunteer: Volunteer, event: Event, step: int, source: str, checkin_id: str | None,
                        at: datetime | None = None) -> tuple[CheckIn, bool]:
-    """Sign in with a scanned event code: a retry of the same request (same id) answers like the
-    first time; otherwise the code is spent (once per volunteer and step) and the sign-in made."""
-    op = parse_id(checkin_id) if checkin_id else None
-    if op and db.session.get(CheckIn, op) is not None:
-        return check_in(volunteer, event, source, op, at)
+    """Sign in with a scanned event code: a retry of the same request (same id) or a second tap
+    answers like the first time; otherwise the code is spent (once per volunteer and step) and
+    the sign-in made."""
     existing = _existing(volunteer, event)
-    if existing is not None and existing.status == "open":
-        return existing, False
+    if existing is not None and (existing.status == "open" or existing.id == checkin_id):
+        return check_in(volunteer, event, source, checkin_id, at, existing=existing)
     use_code(volunteer, event, step)
-    return check_in(volunteer, event, source, op, at)
+    return check_in(volunteer, event, source, checkin_id, at, existing=existing)
 
 
 def check_out_with_code(volunteer: Volunteer, event: Event, step: int, source: str,
@@ -156,8 +155,11 @@ def status_of(volunteer: Volunteer, event: Event) -> CheckIn | None:
     return _existing(volunteer, event)
 
 
+_UNKNOWN = object()
+
+
 def check_in(volunteer: Volunteer, event: Event, source: str, checkin_id: str | None = None,
-             at: datetime | None = None) -> tuple[CheckIn, bool]:
+             at: datetime | None = None, existing=_UNKNOWN) -> tuple[CheckIn, bool]:
     """Sign a volunteer in; returns (the check-in, whether it is new).
 
     Idempotent: the same id again, a double tap or a second device answer with the existing
@@ -167,23 +169,22 @@ def check_in(volunteer: Volunteer, event: Event, source: str, checkin_id: str | 
     if source not in SOURCES:
         raise InvalidInput(_l("签到方式不对。"))
     checkin_id = parse_id(checkin_id) if checkin_id else None
-    if checkin_id:
-        same = db.session.get(CheckIn, checkin_id)
-        if same is not None:
-            if same.volunteer_id != volunteer.id or same.event_id != event.id:
-                raise IdConflict()
-            return same, False
+    if existing is _UNKNOWN:
+        existing = _existing(volunteer, event)
+    # An id already used for someone or something else fails the primary key at the flush below.
+    if existing is not None and existing.id == checkin_id:
+        return existing, False
     require_active(volunteer)
-    existing = _existing(volunteer, event)
     if existing is not None:
         if existing.status == "open":
             return existing, False
         raise AlreadyCheckedOut()
     if not open_for_sign_in(event, at):
         raise NotOpenForSignIn()
-    close_overdue(at, volunteer)
     elsewhere = db.session.scalar(select(CheckIn).where(
         CheckIn.volunteer_id == volunteer.id, CheckIn.status == "open"))
+    if elsewhere is not None and close_overdue(at, volunteer):
+        elsewhere = None  # it was a forgotten one at an event that is over: closed just now
     if elsewhere is not None:
         raise BusyElsewhere(elsewhere.event.title)
     if event.capacity is not None:
@@ -202,7 +203,6 @@ def check_in(volunteer: Volunteer, event: Event, source: str, checkin_id: str | 
         # are the last line of defence against a second open check-in.
         db.session.rollback()
         raise IdConflict() from None
-    db.session.refresh(c)
     audit.record(f"volunteer:{volunteer.number}", "check_in", "checkin", c.id, source=source,
                  event_id=event.id, at=at)
     return c, True
@@ -343,8 +343,8 @@ def get_checkin(checkin_id: str) -> CheckIn:
 
 
 def attendance(event: Event) -> list[CheckIn]:
-    return list(db.session.scalars(select(CheckIn).where(CheckIn.event_id == event.id)
-                                   .order_by(CheckIn.checked_in_at)).unique())
+    return list(db.session.scalars(select(CheckIn).options(joinedload(CheckIn.volunteer))
+                                   .where(CheckIn.event_id == event.id).order_by(CheckIn.checked_in_at)).unique())
 
 
 def signed_in_now(event_ids: list[str]) -> dict[str, int]:
@@ -377,7 +377,8 @@ def hours(volunteer: Volunteer, at: datetime | None = None) -> Hours:
         *confirmed, extract("year", CheckIn.checked_in_at) == at.year))
     thresholds = star_thresholds()
     level = stars(total, thresholds)
-    records = list(db.session.scalars(select(CheckIn).where(CheckIn.volunteer_id == volunteer.id)
+    records = list(db.session.scalars(select(CheckIn).options(joinedload(CheckIn.event))
+                                      .where(CheckIn.volunteer_id == volunteer.id)
                                       .order_by(CheckIn.checked_in_at.desc()).limit(100)).unique())
     open_one = next((c for c in records if c.status == "open"), None)
     return Hours(total, year, level, thresholds[level] if level < len(thresholds) else None, records, open_one)

@@ -1,11 +1,12 @@
 """The database handle and the SQLite settings every station relies on (DESIGN.md §1)."""
 
 import sqlite3
+import threading
 
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import MetaData, event
 from sqlalchemy.engine import Engine
-from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.orm import DeclarativeBase, Session
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -50,6 +51,24 @@ def _sqlite_begin(conn):
         conn.exec_driver_sql("BEGIN")
 
 
+# Writers in this process queue on a lock of their own before asking SQLite for its write lock:
+# SQLite's busy handler sleeps between retries (up to 100 ms), which leaves its lock idle while
+# waiters sleep; a threading.Lock wakes the next writer the moment the last one ends.
+_write_lock = threading.Lock()
+_HOLDS_LOCK = "kiosk_holds_write_lock"
+WRITE_WAIT_SECONDS = 15
+
+
+class Busy(Exception):
+    """The station's database stayed busy longer than a person should wait."""
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _release_write_lock(session, transaction):
+    if transaction.parent is None and session.info.pop(_HOLDS_LOCK, False):
+        _write_lock.release()
+
+
 def begin_write():
     """Start this unit of work's write transaction with BEGIN IMMEDIATE.
 
@@ -63,7 +82,15 @@ def begin_write():
         if session.new or session.dirty or session.deleted:
             raise RuntimeError("begin_write() must come before any change in the session")
         session.commit()
-    if db.engine.dialect.name == "sqlite":
-        session.connection(execution_options={_IMMEDIATE: True})
-    else:
+    if db.engine.dialect.name != "sqlite":
         session.connection()
+        return
+    if not _write_lock.acquire(timeout=WRITE_WAIT_SECONDS):
+        raise Busy()
+    session.info[_HOLDS_LOCK] = True
+    try:
+        session.connection(execution_options={_IMMEDIATE: True})
+    except BaseException:
+        if session.info.pop(_HOLDS_LOCK, False):
+            _write_lock.release()
+        raise

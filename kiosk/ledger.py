@@ -148,7 +148,8 @@ def adjust(actor: str, volunteer: Volunteer, points: int, reason: str, txn_id: s
         raise InvalidInput(_l("请写明原因（最多 200 个字，不能有特殊字符）。"), field="reason")
     if not isinstance(points, int) or points == 0 or abs(points) > 100000:
         raise InvalidInput(_l("积分要是 -100000 到 100000 之间、不为 0 的整数。"), field="points")
-    if points < 0:
+    if points < 0 and not (txn_id and db.session.get(LedgerTxn, parse_id(txn_id) or "")):
+        # (a retry of a deduction already made answers with it, whatever the balance is now)
         current = balance(volunteer)
         if current + points < 0:
             raise InsufficientPoints(current, -points)

@@ -188,7 +188,7 @@ class Volunteer(db.Model):
     created_at: Mapped[datetime] = mapped_column(default=now)
     updated_at: Mapped[datetime] = mapped_column(default=now)
 
-    teams: Mapped[list[Team]] = relationship(secondary=volunteer_team, lazy="selectin", order_by=Team.name)
+    teams: Mapped[list[Team]] = relationship(secondary=volunteer_team, order_by=Team.name)
 
     @property
     def active(self) -> bool:
@@ -252,8 +252,8 @@ class CheckIn(db.Model):
     created_at: Mapped[datetime] = mapped_column(default=now)
     updated_at: Mapped[datetime] = mapped_column(default=now)
 
-    event: Mapped[Event] = relationship(lazy="joined")
-    volunteer: Mapped[Volunteer] = relationship(lazy="joined")
+    event: Mapped[Event] = relationship()
+    volunteer: Mapped[Volunteer] = relationship()
 
 
 class QrUse(db.Model):

@@ -256,9 +256,15 @@ def find_pending(code: str) -> Redemption:
     return red
 
 
+class PickupExpired(DomainError):
+    message = _l("这个取货码已经过了领取期限，积分会自动退回。")
+
+
 def hand_over(actor: str, red: Redemption) -> Redemption:
     if red.status != "pending":
         raise NotPending()
+    if red.expires_at <= now():
+        raise PickupExpired()
     red.status, red.closed_at, red.closed_by = "handed_over", now(), actor
     red.version += 1
     audit.record(actor, "hand_over", "redemption", red.id, reward=red.reward.name)

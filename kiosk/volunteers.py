@@ -335,10 +335,8 @@ def device_volunteer(device_id: str | None) -> Volunteer | None:
     """The volunteer a remembered phone belongs to, or None if forgotten or revoked."""
     if not device_id:
         return None
-    d = db.session.get(Device, device_id)
-    if d is None or d.revoked_at is not None:
-        return None
-    return db.session.get(Volunteer, d.volunteer_id)
+    return db.session.scalar(select(Volunteer).join(Device, Device.volunteer_id == Volunteer.id).where(
+        Device.id == device_id, Device.revoked_at.is_(None)))
 
 
 def forget_device(device_id: str) -> None:

@@ -5,7 +5,7 @@ from flask_babel import gettext as _
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
-from .db import db
+from .db import Busy, db
 from .errors import DomainError
 
 CSP = (
@@ -55,6 +55,7 @@ MESSAGES = {
     413: lambda: _("提交的内容太大了，请减少一些再试。"),
     422: lambda: _("填写的内容有误，请检查后再提交。"),
     429: lambda: _("操作太频繁了，请稍等一会儿再试。"),
+    503: lambda: _("现在办理的人太多了，请稍等一下再试一次。"),
     500: lambda: _("系统出了点问题，请稍后再试；如果一直这样，请告诉站点管理员。"),
 }
 
@@ -94,6 +95,11 @@ def init_app(app: Flask) -> None:
     def domain_error(e):
         db.session.rollback()
         return error_page(e.status, str(e.message))
+
+    @app.errorhandler(Busy)
+    def busy(e):
+        db.session.rollback()
+        return error_page(503, _("现在办理的人太多了，请稍等一下再试一次。"))
 
     @app.errorhandler(HTTPException)
     def http_error(e):

@@ -9,6 +9,7 @@ from sqlalchemy import func, select
 
 from kiosk import checkins, events, volunteers
 from kiosk.db import begin_write, db
+from kiosk.errors import InvalidInput
 from kiosk.models import AuditLog, CheckIn
 from tests.conftest import FROZEN
 
@@ -232,7 +233,7 @@ def test_manager_corrections_are_audited():
     checkins.check_out(v, e, "kiosk", at=START + timedelta(minutes=20))
     db.session.commit()
     begin_write()
-    with pytest.raises(Exception):
+    with pytest.raises(InvalidInput):
         checkins.correct("manager:wang", c, START, END, "")
     db.session.rollback()
     begin_write()
@@ -254,9 +255,9 @@ def test_paper_sheet_entry():
     db.session.commit()
     assert c.status == "confirmed" and c.credited_minutes == 120 and c.source_in == "manager"
     begin_write()
-    with pytest.raises(Exception):
+    with pytest.raises(InvalidInput):
         checkins.add_from_paper("manager:wang", v, e, START, END, "again")
-    with pytest.raises(Exception):
+    with pytest.raises(InvalidInput):
         checkins.add_from_paper("manager:wang", volunteer("李四", "13800000002"), e, END, START, "倒了")
     db.session.rollback()
 

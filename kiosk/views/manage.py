@@ -276,4 +276,4 @@ def audit_log():
 
 
 # The other back-office pages register on the same blueprint.
-from . import manage_attendance, manage_volunteers  # noqa: E402, F401
+from . import manage_attendance, manage_bank, manage_volunteers  # noqa: E402, F401

@@ -21,7 +21,7 @@ from ..clock import now
 from ..db import begin_write, db
 from ..errors import DomainError, InvalidInput
 from ..forms_phone import IdentifyForm, RegisterForm
-from ..ids import new_id
+from ..ids import new_id, parse_id
 from ..templating import duration
 from ..web import new_session, render
 
@@ -121,13 +121,16 @@ def checkout(event_id: str):
 
 
 def _act(event_id: str, direction: str):
-    if me() is None:
+    if device_id() is None:  # the cookie alone: no database work for a phone we don't know
         return redirect(url_for("volunteer.event", event_id=event_id), code=303)
     begin_write()
-    ev = events.get_event(event_id)
     v = me()
+    if v is None:
+        db.session.rollback()
+        return redirect(url_for("volunteer.event", event_id=event_id), code=303)
+    ev = events.get_event(event_id)
     p = scan_pass(ev.id)
-    op = request.form.get("op")
+    op = parse_id(request.form.get("op") or "")
     try:
         if p is None:
             # A retry of a sign-in that already happened still answers; anything else needs a scan.
@@ -145,13 +148,15 @@ def _act(event_id: str, direction: str):
             session.pop("scan", None)  # the page then asks for a fresh scan instead of a dead button
         flash(str(e.message), "error")
         return _event_page(ev, v, status=e.status)
+    # Say it before committing: the commit expires the objects, and reloading them costs queries.
+    if direction == "in":
+        message = _("签到成功！%(t)s 开始服务。", t=c.checked_in_at.strftime("%H:%M"))
+    else:
+        message = _("签退成功！这次服务记 %(d)s。", d=duration(c.credited_minutes))
     db.session.commit()
     session.pop("scan", None)
-    if direction == "in":
-        flash(_("签到成功！%(t)s 开始服务。", t=c.checked_in_at.strftime("%H:%M")), "ok")
-    else:
-        flash(_("签退成功！这次服务记 %(d)s。", d=duration(c.credited_minutes)), "ok")
-    return redirect(url_for("volunteer.event", event_id=ev.id), code=303)
+    flash(message, "ok")
+    return redirect(url_for("volunteer.event", event_id=event_id), code=303)
 
 
 @bp.get("/me")
