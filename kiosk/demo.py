@@ -60,6 +60,21 @@ VOLUNTEERS = [
 ]
 
 
+REWARDS = [("洗衣液", 30, 20, None, 0), ("大米 5 斤", 60, 10, 1, 0), ("雨伞", 40, 5, None, 0),
+           ("社区诊所免费体检", 100, 8, 1, 1), ("牙膏套装", 20, 30, 2, 0)]
+
+
+def _rewards(actor: str) -> None:
+    """A small rewards catalog: daily goods and a clinic check-up (from the seed article)."""
+    from . import rewards
+
+    if rewards.catalog(active_only=False):
+        return
+    for name, price, stock, monthly, stars in REWARDS:
+        rewards.create_reward(actor, rewards.RewardData(name=name, price_points=price, monthly_limit=monthly,
+                                                        min_stars=stars), stock=stock)
+
+
 def _volunteers(actor: str) -> None:
     """Eight demo volunteers (PIN 258369) with some past service, and one walk-in waiting."""
     from . import checkins, volunteers
@@ -125,6 +140,7 @@ def load(reset: bool = False) -> str | None:
         ))
         events.cancel_event(actor, cancelled, "天气预报有雨，改期另行通知")
     _volunteers(actor)
+    _rewards(actor)
     password = None
     if db.session.scalar(select(Manager.id).where(Manager.username == "demo")) is None:
         password = secrets.token_urlsafe(9)

@@ -86,7 +86,9 @@ def ensure_station(code: str = "STATION", name: str = "新时代文明实践站"
     return station
 
 
-def update_station(actor: str, name: str, code: str, idle_timeout_s: int) -> Station:
+def update_station(actor: str, name: str, code: str, idle_timeout_s: int, credit_cap_minutes: int | None = None,
+                   star_thresholds: str | None = None) -> Station:
+    """Change the station's settings; the hours rules (cap, star thresholds) when given."""
     station = get_station()
     name, code = clean(name), clean(code).upper()
     if not name or len(name) > 100 or bad_characters(name):
@@ -95,13 +97,32 @@ def update_station(actor: str, name: str, code: str, idle_timeout_s: int) -> Sta
         raise InvalidInput(_l("站点编码只能用字母、数字和短横线，最多 32 个字符。"), field="code")
     if not 15 <= idle_timeout_s <= 3600:
         raise InvalidInput(_l("无人操作返回首页的时间要在 15 到 3600 秒之间。"), field="idle_timeout_s")
-    changes = _diff(station, name=name, code=code, idle_timeout_s=idle_timeout_s)
+    values = dict(name=name, code=code, idle_timeout_s=idle_timeout_s)
+    if credit_cap_minutes is not None:
+        if not 30 <= credit_cap_minutes <= 24 * 60:
+            raise InvalidInput(_l("每次最多计入的时长要在 30 到 1440 分钟之间。"), field="credit_cap_minutes")
+        values["credit_cap_minutes"] = credit_cap_minutes
+    if star_thresholds is not None:
+        values["star_thresholds"] = parse_star_thresholds(star_thresholds)
+    changes = _diff(station, **values)
     if changes:
         station.version += 1
         station.updated_at = now()
         audit.record(actor, "update", "station", str(station.id), **changes)
     db.session.flush()
     return station
+
+
+def parse_star_thresholds(text: str) -> str:
+    """Five rising hour counts for 1★…5★, as typed ("100, 300，600 1000 1500"), normalised."""
+    parts = [p for p in text.replace("，", ",").replace(" ", ",").split(",") if p.strip()]
+    try:
+        hours = [int(p) for p in parts]
+    except ValueError:
+        hours = []
+    if len(hours) != 5 or any(h <= 0 or h > 100000 for h in hours) or hours != sorted(set(hours)):
+        raise InvalidInput(_l("请填写 5 个从小到大的小时数，例如 100,300,600,1000,1500。"), field="star_thresholds")
+    return ",".join(str(h) for h in hours)
 
 
 def _diff(obj, **values) -> dict:

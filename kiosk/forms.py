@@ -153,6 +153,13 @@ class StationForm(FlaskForm):
         _l("无人操作多少秒后回到首页"),
         validators=[InputRequired(_l("请填写秒数。")), NumberRange(15, 3600, message=_l("要在 15 到 3600 秒之间。"))],
     )
+    credit_cap_minutes = ChineseIntegerField(
+        _l("每次签到最多计入多少分钟"),
+        validators=[InputRequired(_l("请填写分钟数。")),
+                    NumberRange(30, 1440, message=_l("要在 30 到 1440 分钟之间。"))],
+    )
+    star_thresholds = StringField(
+        _l("星级所需小时数（1 星到 5 星）"), validators=[InputRequired(_l("请填写星级标准。")), Length(max=100)])
 
 
 class CategoryForm(FlaskForm):

@@ -197,11 +197,18 @@ def test_actions_on_a_missing_event_are_404(manager_client):
 def test_station_settings(app, manager_client):
     c = manager_client
     resp = c.post("/manage/settings", data={"csrf_token": c.csrf, "name": "中山社区新时代文明实践站",
-                                            "code": "GL-ZS", "idle_timeout_s": "60"})
+                                            "code": "GL-ZS", "idle_timeout_s": "60", "credit_cap_minutes": "480",
+                                            "star_thresholds": "50，150 300,500,800"})
     assert resp.status_code == 303
+    with app.app_context():
+        st = events.get_station()
+        assert (st.credit_cap_minutes, st.star_thresholds) == (480, "50,150,300,500,800")
     assert "中山社区新时代文明实践站" in c.get("/").get_data(as_text=True)
-    for bad in ({"idle_timeout_s": "5"}, {"idle_timeout_s": "abc"}, {"code": "有 空格"}, {"name": ""}):
-        form = {"csrf_token": c.csrf, "name": "站", "code": "A", "idle_timeout_s": "60", **bad}
+    for bad in ({"idle_timeout_s": "5"}, {"idle_timeout_s": "abc"}, {"code": "有 空格"}, {"name": ""},
+                {"star_thresholds": "1,2,3"}, {"star_thresholds": "500,300,600,1000,1500"},
+                {"star_thresholds": "a,b,c,d,e"}, {"credit_cap_minutes": "5"}):
+        form = {"csrf_token": c.csrf, "name": "站", "code": "A", "idle_timeout_s": "60", "credit_cap_minutes": "720",
+                "star_thresholds": "100,300,600,1000,1500", **bad}
         assert c.post("/manage/settings", data=form).status_code == 422
 
 

@@ -212,7 +212,8 @@ def settings():
         if form.validate():
             begin_write()
             try:
-                events.update_station(actor(), form.name.data, form.code.data, form.idle_timeout_s.data)
+                events.update_station(actor(), form.name.data, form.code.data, form.idle_timeout_s.data,
+                                      form.credit_cap_minutes.data, form.star_thresholds.data)
             except InvalidInput as e:
                 db.session.rollback()
                 getattr(form, e.field or "name").errors = [str(e.message)]
