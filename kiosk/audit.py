@@ -2,6 +2,8 @@
 
 import json
 
+from flask_babel import gettext as _
+
 from .db import db
 from .models import AuditLog
 
@@ -25,3 +27,15 @@ def record(actor: str, action: str, entity: str, entity_id: str, reason: str = "
     )
     db.session.add(row)
     return row
+
+
+def actor_label(actor: str) -> str:
+    """Who did it, in words: "站长 wang", "志愿者 GL-0001", "系统"."""
+    kind, _sep, name = (actor or "").partition(":")
+    if kind == "manager":
+        return _("站长 %(n)s", n=name)
+    if kind == "volunteer":
+        return _("志愿者 %(n)s", n=name)
+    if kind == "system":
+        return _("系统")
+    return actor

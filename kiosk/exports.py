@@ -14,6 +14,7 @@ from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import case, func, or_, select
 
+from .audit import actor_label
 from .db import db
 from .ledger import KINDS
 from .models import LedgerTxn, Volunteer
@@ -28,18 +29,6 @@ FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 def kind_label(kind: str) -> str:
     return str(KIND_LABELS.get(kind, kind))
-
-
-def actor_label(actor: str) -> str:
-    """Who made a ledger entry, in words: "站长 wang", "志愿者 GL-0001", "系统"."""
-    kind, _sep, name = (actor or "").partition(":")
-    if kind == "manager":
-        return _("站长 %(n)s", n=name)
-    if kind == "volunteer":
-        return _("志愿者 %(n)s", n=name)
-    if kind == "system":
-        return _("系统")
-    return actor
 
 
 # --- the filter and its query ----------------------------------------------------------------

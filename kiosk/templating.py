@@ -67,7 +67,9 @@ def _station():
 
 def init_app(app: Flask) -> None:
     app.jinja_env.filters.update(date_long=date_long, date_short=date_short, hm=hm, weekday=weekday_name)
-    app.jinja_env.globals.update(duration=duration)
+    from .audit import actor_label
+
+    app.jinja_env.globals.update(duration=duration, actor_label=actor_label)
 
     @app.context_processor
     def kiosk_context():

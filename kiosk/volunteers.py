@@ -265,14 +265,21 @@ def pin_failures(v: Volunteer) -> int:
         PinAttempt.volunteer_id == v.id, PinAttempt.ok.is_(False), PinAttempt.at > since))
 
 
-def verify_pin(v: Volunteer, pin: str) -> Volunteer:
+def pin_matches(v: Volunteer, pin: str) -> bool:
+    """The slow hash comparison alone (~70 ms): views do it before taking the write lock."""
+    return check_password_hash(v.pin_hash, (pin or "")[:20])
+
+
+def verify_pin(v: Volunteer, pin: str, matched: bool | None = None) -> Volunteer:
     """Check a PIN; five wrong ones in 15 minutes lock this volunteer whatever is typed next.
 
+    `matched` is pin_matches() computed earlier outside the write transaction, so that the
+    slow hash doesn't hold the station's write lock; the lockout is still decided in here.
     The caller commits even when this raises: the failed attempt is what counts.
     """
     if pin_failures(v) >= PIN_MAX_FAILURES:
         raise PinLocked()
-    ok = check_password_hash(v.pin_hash, (pin or "")[:20])
+    ok = pin_matches(v, pin) if matched is None else matched
     db.session.add(PinAttempt(volunteer_id=v.id, ok=ok))
     db.session.flush()
     if not ok:

@@ -69,11 +69,14 @@ def me_pin():
     if card is None:
         return redirect(url_for("kiosk.me_start"), code=303)
     form = PinForm()
+    valid = form.validate()
+    # The slow hash first, outside the write lock; the lockout is decided inside it.
+    matched = volunteers.pin_matches(volunteers.get(card["v"]), form.pin.data) if valid else False
     begin_write()
     v = volunteers.get(card["v"])
-    if form.validate():
+    if valid:
         try:
-            volunteers.verify_pin(v, form.pin.data)
+            volunteers.verify_pin(v, form.pin.data, matched)
         except DomainError as e:
             form.pin.errors = [str(e.message)]
             status = e.status

@@ -8,6 +8,7 @@ from flask_babel import gettext as _
 from sqlalchemy import select
 
 from .. import checkins, events, volunteers
+from ..audit import actor_label
 from ..auth import actor
 from ..clock import now
 from ..db import begin_write, db
@@ -35,16 +36,7 @@ def source_label(source: str) -> str:
     return {"kiosk": _("触摸屏"), "phone": _("手机"), "manager": _("站长补录"), "auto": _("自动")}.get(source, source)
 
 
-def who(audit_actor: str) -> str:
-    """The audit trail's actor in words: "站长 wang", "志愿者 GL-0001", "系统"."""
-    kind, _sep, name = audit_actor.partition(":")
-    if kind == "manager":
-        return _("站长 %(n)s", n=name)
-    if kind == "volunteer":
-        return _("志愿者 %(n)s", n=name)
-    if kind == "system":
-        return _("系统")
-    return audit_actor
+who = actor_label
 
 
 def action_label(action: str) -> str:

@@ -90,10 +90,16 @@ def identify():
     target = form.next.data if (form.next.data or "").startswith("/v/") else url_for("volunteer.me_page")
     if not form.validate():
         return render("volunteer/identify.html", "volunteer/_identify.html", status=422, form=form, event=None)
+    try:
+        found = volunteers.find(form.who.data)
+        matched = volunteers.pin_matches(found, form.pin.data)  # the slow hash, outside the write lock
+    except DomainError as e:
+        form.who.errors = [str(e.message)]
+        return render("volunteer/identify.html", "volunteer/_identify.html", status=e.status, form=form, event=None)
     begin_write()
     try:
-        v = volunteers.find(form.who.data)
-        volunteers.verify_pin(v, form.pin.data)
+        v = volunteers.get(found.id)
+        volunteers.verify_pin(v, form.pin.data, matched)
     except DomainError as e:
         db.session.commit()  # a failed PIN counts towards the lockout
         form.pin.errors = [str(e.message)]
