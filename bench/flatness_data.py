@@ -44,7 +44,7 @@ import sqlite3
 import sys
 import time
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -109,7 +109,7 @@ class Size:
     postings: int
 
     @staticmethod
-    def scaled(scale: float) -> "Size":
+    def scaled(scale: float) -> Size:
         return Size(volunteers=max(20, round(10_000 * scale)),
                     events=UPCOMING_WEEK + max(30, round((1_500 - UPCOMING_WEEK) * scale)),
                     checkins=max(200, round(100_000 * scale)), postings=max(2_000, round(1_000_000 * scale) // 2 * 2))
@@ -218,8 +218,13 @@ class _Txns:
         return tid
 
 
-def generate(instance: Path, size: Size = FULL, seed: int = 1, audit: bool = True, log=print) -> Info:
-    """Fill the freshly initialised instance's database; returns what the benchmark needs."""
+def generate(instance: Path, size: Size = FULL, seed: int = 1, audit: bool = True, analyze: bool = True,
+             log=print) -> Info:
+    """Fill the freshly initialised instance's database; returns what the benchmark needs.
+
+    analyze=False leaves out ANALYZE: the planner then has no statistics, as on a station's own
+    database (the app never runs ANALYZE nor PRAGMA optimize).
+    """
     from kiosk.clock import now
     from kiosk.volunteers import hash_pin
 
@@ -320,7 +325,7 @@ def generate(instance: Path, size: Size = FULL, seed: int = 1, audit: bool = Tru
 
     for d in days:
         day_start = hist_start + d * 86400
-        e = event_row(rng, day_start, day_start - rng.randint(3, 14) * 86400, 0.03)
+        e = event_row(rng, day_start, _daytime(rng, day_start - rng.randint(3, 14) * 86400), 0.03)
         if not e[6]:
             history.append(e)
     # The coming week: its own generator, so that every scale shows the very same board.
@@ -329,7 +334,7 @@ def generate(instance: Path, size: Size = FULL, seed: int = 1, audit: bool = Tru
                                                                            else 0) for i in range(7)]
     for offset, count in enumerate(per_day):
         for _ in range(count):
-            event_row(wrng, today + offset * 86400, today - wrng.randint(1, 10) * 86400, 0.03)
+            event_row(wrng, today + offset * 86400, _daytime(wrng, today - wrng.randint(1, 10) * 86400), 0.03)
 
     # --- check-ins ----------------------------------------------------------------------------
     factors = [rng.uniform(0.3, 1.7) for _ in history]
@@ -456,7 +461,7 @@ def generate(instance: Path, size: Size = FULL, seed: int = 1, audit: bool = Tru
     rewards = []  # [id, name, price, limit, stars, popularity, stock]
     stock_rows = []
     made_at = hist_start - 86400
-    for name, price, limit, stars, pop, desc in REWARDS:
+    for name, price, limit, stars, pop, _desc in REWARDS:
         rid = uuid7(made_at - 3600)
         rewards.append([rid, name, price, limit, stars, pop, 0])
         aud(made_at - 3600, MANAGERS[0], "create", "reward", rid,
@@ -608,7 +613,7 @@ def generate(instance: Path, size: Size = FULL, seed: int = 1, audit: bool = Tru
     ledger.rows.sort(key=lambda x: (x[0], x[1]))
     # The re-sort interleaved the top-ups: check every running balance again, in posting order.
     running: dict[str, int] = {}
-    for _, _, txn, postings in ledger.rows:
+    for _, _, _txn, postings in ledger.rows:
         assert sum(a for _, a in postings) == 0
         acc, amount = postings[0]
         running[acc] = running.get(acc, 0) + amount
@@ -667,9 +672,11 @@ def generate(instance: Path, size: Size = FULL, seed: int = 1, audit: bool = Tru
                        "VALUES (?,?,?,?,?,?,?,?)", audit_rows)
         db.execute("COMMIT")
         t_analyze = time.perf_counter()
-        db.execute("ANALYZE")
+        if analyze:
+            db.execute("ANALYZE")
         db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        log(f"  written in {t_analyze - t_write:.1f} s, ANALYZE and checkpoint {time.perf_counter() - t_analyze:.1f} s")
+        log(f"  written in {t_analyze - t_write:.1f} s, {'ANALYZE and ' if analyze else ''}checkpoint "
+            f"{time.perf_counter() - t_analyze:.1f} s")
         info.seconds = time.perf_counter() - t_start
         tables = ("volunteer", "event", "checkin", "ledger_txn", "posting", "redemption", "stock_move", "reward",
                   "audit_log")
@@ -715,16 +722,41 @@ def _verify(db: sqlite3.Connection, info: Info) -> None:
         raise AssertionError("generated data is inconsistent: " + "; ".join(problems))
 
 
+def read_info(instance: Path) -> Info:
+    """The Info of an instance generated earlier, read back from its database (balances as now)."""
+    db = sqlite3.connect(f"file:{instance / 'kiosk.sqlite3'}?mode=ro", uri=True)
+    try:
+        tables = ("volunteer", "event", "checkin", "ledger_txn", "posting", "redemption", "stock_move", "reward",
+                  "audit_log")
+        counts = {t: db.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in tables}
+        info = Info(size=Size(counts["volunteer"], counts["event"], counts["checkin"], counts["posting"]),
+                    counts=counts)
+        for vid, number, status in db.execute("SELECT id, number, status FROM volunteer"):
+            info.number[vid], info.status[vid] = number, status
+            info.lines[vid] = info.balance[vid] = info.checkins[vid] = 0
+        for account, lines, total in db.execute(
+                "SELECT account, count(*), sum(amount) FROM posting WHERE account LIKE 'v:%' GROUP BY account"):
+            info.lines[account[2:]], info.balance[account[2:]] = lines, total
+        for vid, n in db.execute("SELECT volunteer_id, count(*) FROM checkin GROUP BY volunteer_id"):
+            info.checkins[vid] = n
+        info.bench_reward_id, info.bench_reward_price, info.bench_reward_stock = db.execute(
+            "SELECT id, price_points, stock FROM reward WHERE name = ?", (REWARDS[0][0],)).fetchone()
+        return info
+    finally:
+        db.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("instance", type=Path)
     parser.add_argument("--scale", type=float, default=1.0)
     parser.add_argument("--small", action="store_true", help="the nearly empty station instead")
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--no-audit", action="store_true")
+    parser.add_argument("--no-audit", action="store_true", help="leave out the audit trail's rows")
+    parser.add_argument("--no-analyze", action="store_true", help="leave out ANALYZE (as a station's own database)")
     args = parser.parse_args()
     size = SMALL if args.small else Size.scaled(args.scale)
-    info = generate(args.instance, size, seed=args.seed, audit=not args.no_audit)
+    info = generate(args.instance, size, seed=args.seed, audit=not args.no_audit, analyze=not args.no_analyze)
     print(json.dumps({"seconds": round(info.seconds, 1), "verify_seconds": round(info.verify_seconds, 1),
                       "counts": info.counts}, ensure_ascii=False))
 

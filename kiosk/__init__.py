@@ -77,4 +77,8 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.jinja_env.trim_blocks = app.jinja_env.lstrip_blocks = True
     templating.init_app(app)
     cli.init_app(app)
+    from . import changelog, sync  # noqa: F401 - changelog hooks every Session's flush
+
+    with app.app_context():
+        sync.check_epoch(app)  # a database restored or moved gets a new epoch (kiosk/sync.py)
     return app

@@ -16,7 +16,7 @@ from . import audit, ledger
 from .clock import now
 from .db import db
 from .errors import DomainError, InvalidInput, NotFound
-from .events import get_station
+from .events import MAX_EVENT_LENGTH, get_station
 from .ids import parse_id
 from .models import CheckIn, Event, QrUse, Volunteer
 from .text import bad_characters, clean
@@ -387,12 +387,13 @@ def hours(volunteer: Volunteer, at: datetime | None = None) -> Hours:
 def events_open_now(at: datetime) -> list[Event]:
     """Events a volunteer can sign in to or out of right now, at this station."""
     q = select(Event).where(Event.published.is_(True), Event.cancelled_at.is_(None),
-                            Event.starts_at <= at + SIGN_IN_OPENS, Event.ends_at > at).order_by(Event.starts_at)
+                            Event.starts_at <= at + SIGN_IN_OPENS, Event.ends_at > at,
+                            Event.starts_at >= at - MAX_EVENT_LENGTH).order_by(Event.starts_at)
     return list(db.session.scalars(q).unique())
 
 
 def upcoming(at: datetime, days: int = 14) -> list[Event]:
-    q = select(Event).where(Event.published.is_(True), Event.ends_at > at,
+    q = select(Event).where(Event.published.is_(True), Event.ends_at > at, Event.starts_at >= at - MAX_EVENT_LENGTH,
                             Event.starts_at < datetime.combine(at.date(), datetime.min.time()) + timedelta(days=days)
                             ).order_by(Event.starts_at)
     return list(db.session.scalars(q).unique())

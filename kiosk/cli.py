@@ -1,4 +1,4 @@
-"""The `kiosk` command: serve, init, demo, create-manager, backup."""
+"""The `kiosk` command: serve, init, demo, create-manager, backup, sync-key."""
 
 import getpass
 import sqlite3
@@ -25,6 +25,9 @@ def _upgrade() -> str:
 
     events.ensure_station()
     db.session.commit()
+    from . import sync
+
+    sync.after_upgrade(current_app)
     with db.engine.connect() as conn:
         return MigrationContext.configure(conn).get_current_revision()
 
@@ -108,12 +111,29 @@ def backup_command(target: Path):
     dst = sqlite3.connect(target)
     with dst:
         src.backup(dst)
+    from . import sync
+
+    sync.mark_copy(target)  # restoring this copy must be detectable (a new epoch, kiosk/sync.py)
     ok = dst.execute("PRAGMA integrity_check").fetchone()[0]
     dst.close()
     src.close()
     if ok != "ok":
         raise click.ClickException(f"backup written to {target} but integrity_check says: {ok}")
     click.echo(f"backup written to {target} (integrity_check: {ok})")
+
+
+@click.command("sync-key")
+@with_appcontext
+def sync_key_command():
+    """Issue or rotate the key the district signs its requests with; prints it once."""
+    from . import sync
+    from .db import begin_write
+
+    begin_write()
+    secret = sync.rotate_key("cli")
+    db.session.commit()
+    click.echo("new sync key (give it to the district; the old key no longer works):")
+    click.echo(secret)
 
 
 @click.command("serve")
@@ -128,13 +148,18 @@ def serve_command(host: str, port: int, threads: int):
     app = current_app._get_current_object()
     if _needs_upgrade():
         _upgrade()
+    if db.engine.dialect.name == "sqlite":
+        # Query-planner statistics, bounded so a big database doesn't slow the start.
+        with db.engine.connect() as conn:
+            conn.exec_driver_sql("PRAGMA analysis_limit=400")
+            conn.exec_driver_sql("PRAGMA optimize")
     db.session.remove()
     click.echo(f"kiosk serving on http://{host}:{port}/ (manager: http://{host}:{port}/manage/)")
     sys.stdout.flush()
     serve(app, host=host, port=port, threads=threads, ident="kiosk", channel_timeout=30)
 
 
-COMMANDS = [init_command, demo_command, create_manager_command, backup_command, serve_command]
+COMMANDS = [init_command, demo_command, create_manager_command, backup_command, sync_key_command, serve_command]
 
 
 def init_app(app: Flask) -> None:

@@ -4,7 +4,7 @@ import secrets
 from datetime import datetime, time, timedelta
 
 from flask import current_app
-from sqlalchemy import delete, select
+from sqlalchemy import select
 
 from . import accounts, events
 from .clock import now
@@ -100,9 +100,11 @@ def load(reset: bool = False) -> str | None:
     actor = "demo"
     begin_write()
     if reset:
-        db.session.execute(delete(Event))
-        db.session.execute(delete(EventSeries))
-        db.session.execute(delete(Category))
+        # Row by row through the ORM, so that the change log records each deletion.
+        for model in (Event, EventSeries, Category):
+            for row in db.session.scalars(select(model)):
+                db.session.delete(row)
+        db.session.flush()
     station = events.ensure_station()
     events.update_station(actor, "三坊七巷社区新时代文明实践站", "GL-SFQX", station.idle_timeout_s)
     by_name = {c.name: c for c in events.categories(active_only=False)}

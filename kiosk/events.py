@@ -325,6 +325,7 @@ def board(at: datetime, category_id: str | None = None, day: date | None = None)
         select(Event)
         .options(defer(Event.description))
         .where(Event.published.is_(True), Event.starts_at < week_end,
+               Event.starts_at >= day_start - MAX_EVENT_LENGTH,  # lets the index bound the scan
                or_(and_(Event.ends_at > day_start, Event.starts_at < tomorrow), Event.starts_at >= week_start))
         .order_by(Event.starts_at, Event.title)
     )

@@ -13,7 +13,7 @@ from .ids import new_id
 SCHEMA_VERSION = 1
 # The newest migration; tests/test_db.py proves it is Alembic's head. `kiosk serve` compares the
 # database with it at start without loading Alembic.
-SCHEMA_HEAD = "454e77fae570"
+SCHEMA_HEAD = "22b6e400876c"
 
 
 class Station(db.Model):
@@ -236,6 +236,8 @@ class CheckIn(db.Model):
         Index("uq_checkin_one_open", "volunteer_id", unique=True, sqlite_where=text("status = 'open'"),
               postgresql_where=text("status = 'open'")),
         Index("ix_checkin_event_status", "event_id", "status"),
+        # A volunteer's hours, stars and records (every kiosk screen of theirs, every redemption).
+        Index("ix_checkin_volunteer_checked_in", "volunteer_id", "checked_in_at"),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
@@ -390,3 +392,73 @@ class Redemption(db.Model):
 
     reward: Mapped[Reward] = relationship(lazy="joined")
     volunteer: Mapped[Volunteer] = relationship(lazy="joined")
+
+
+# --- nightly sync (DESIGN.md §4): the station's side --------------------------------------------
+
+class ChangeLog(db.Model):
+    """One exported change, appended in the same transaction as the write it records.
+
+    `seq` is the export position (AUTOINCREMENT: never reused while this database lives); `data`
+    is the row as exported (JSON), null for a tombstone (op 'delete').
+    """
+
+    __tablename__ = "change_log"
+    __table_args__ = (
+        CheckConstraint("op IN ('upsert', 'delete')", name="op_known"),
+        {"sqlite_autoincrement": True},
+    )
+
+    seq: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    entity: Mapped[str] = mapped_column(String(20))
+    entity_id: Mapped[str] = mapped_column(String(36))
+    op: Mapped[str] = mapped_column(String(6))
+    data: Mapped[str | None] = mapped_column(Text)
+    at: Mapped[datetime]
+
+
+class SyncState(db.Model):
+    """The station epoch (exactly one row): see kiosk/sync.py for when it changes. Not exported."""
+
+    __tablename__ = "sync_state"
+    __table_args__ = (CheckConstraint("id = 1", name="single_row"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True, default=1)
+    epoch: Mapped[str] = mapped_column(String(32))
+    backfilled: Mapped[bool] = mapped_column(default=False)
+    changed_at: Mapped[datetime] = mapped_column(default=now)
+
+
+class SyncKey(db.Model):
+    """The station's key for signed API requests; the newest row is in force. Never exported."""
+
+    __tablename__ = "sync_key"
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    secret: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(default=now)
+    created_by: Mapped[str] = mapped_column(String(80))
+
+
+class SyncNonce(db.Model):
+    """A request nonce seen with a valid signature, remembered until its timestamp expires."""
+
+    __tablename__ = "sync_nonce"
+
+    nonce: Mapped[str] = mapped_column(String(64), primary_key=True)
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+
+
+class SyncPull(db.Model):
+    """One export call by the district: when, from where, how much (shown to the manager)."""
+
+    __tablename__ = "sync_pull"
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(default=now, index=True)
+    remote_addr: Mapped[str] = mapped_column(String(64), default="")
+    epoch: Mapped[str] = mapped_column(String(32))
+    after: Mapped[int]
+    upto: Mapped[int]
+    rows: Mapped[int]
+    done: Mapped[bool]

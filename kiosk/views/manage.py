@@ -34,9 +34,12 @@ def login():
     status = 200
     if request.method == "POST":
         if form.validate():
+            # the slow hash outside the write lock, so guessing can't stall the kiosk's writes
+            matched = accounts.password_matches(form.username.data, form.password.data)
             begin_write()
             try:
-                manager = accounts.authenticate(form.username.data, form.password.data, request.remote_addr or "")
+                manager = accounts.authenticate(form.username.data, form.password.data, request.remote_addr or "",
+                                                matched)
             except DomainError as e:
                 db.session.commit()  # keep the failed attempt: it is what throttles guessing
                 form.password.errors = [str(e.message)]
@@ -277,4 +280,4 @@ def audit_log():
 
 
 # The other back-office pages register on the same blueprint.
-from . import manage_attendance, manage_bank, manage_volunteers  # noqa: E402, F401
+from . import manage_attendance, manage_bank, manage_sync, manage_volunteers  # noqa: E402, F401
