@@ -69,7 +69,10 @@ def init_app(app: Flask) -> None:
     app.jinja_env.filters.update(date_long=date_long, date_short=date_short, hm=hm, weekday=weekday_name)
     from .audit import actor_label
 
-    app.jinja_env.globals.update(duration=duration, actor_label=actor_label)
+    from .web import is_partial
+
+    # a partial carries its own <title> for htmx; a whole page has it in <head> already
+    app.jinja_env.globals.update(duration=duration, actor_label=actor_label, htmx_partial=is_partial)
 
     @app.context_processor
     def kiosk_context():
