@@ -68,7 +68,6 @@ def _station():
 def init_app(app: Flask) -> None:
     app.jinja_env.filters.update(date_long=date_long, date_short=date_short, hm=hm, weekday=weekday_name)
     from .audit import actor_label
-
     from .web import is_partial
 
     # a partial carries its own <title> for htmx; a whole page has it in <head> already
