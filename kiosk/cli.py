@@ -159,7 +159,10 @@ def serve_command(host: str, port: int, threads: int):
     serve(app, host=host, port=port, threads=threads, ident="kiosk", channel_timeout=30)
 
 
-COMMANDS = [init_command, demo_command, create_manager_command, backup_command, sync_key_command, serve_command]
+from .district.cli import district_group  # noqa: E402 - the district's jobs (kiosk/district)
+
+COMMANDS = [init_command, demo_command, create_manager_command, backup_command, sync_key_command, serve_command,
+            district_group]
 
 
 def init_app(app: Flask) -> None:
