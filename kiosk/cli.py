@@ -136,6 +136,22 @@ def sync_key_command():
     click.echo(secret)
 
 
+@click.command("tidy")
+@with_appcontext
+def tidy_command():
+    """Close check-ins left open after their event (unconfirmed, for the manager) and expire
+    pickups not collected in time (points and stock return). Run it nightly from a timer."""
+    from . import checkins, rewards
+    from .clock import now
+    from .db import begin_write
+
+    begin_write()
+    closed = checkins.close_overdue(now())
+    expired = rewards.expire_unclaimed(now())
+    db.session.commit()
+    click.echo(f"closed {closed} open check-ins, expired {expired} uncollected redemptions")
+
+
 @click.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8080, show_default=True, type=int)
@@ -161,7 +177,8 @@ def serve_command(host: str, port: int, threads: int):
 
 from .district.cli import district_group  # noqa: E402 - the district's jobs (kiosk/district)
 
-COMMANDS = [init_command, demo_command, create_manager_command, backup_command, sync_key_command, serve_command,
+COMMANDS = [init_command, demo_command, create_manager_command, backup_command, sync_key_command, tidy_command,
+            serve_command,
             district_group]
 
 

@@ -72,3 +72,35 @@ def test_no_secret_ships_in_the_repository():
     tracked = subprocess.run(["git", "ls-files", "instance"], cwd=root, capture_output=True, text=True).stdout.split()
     assert tracked in ([], ["instance/README.md"])
     assert "SECRET_KEY" not in (root / "kiosk" / "config.py").read_text().split("def defaults")[1]
+
+
+def test_tidy_closes_overdue_checkins_and_expires_pickups(tmp_path):
+    from datetime import timedelta
+
+    from kiosk import checkins, events, ledger, rewards, volunteers
+    from kiosk.clock import now
+    from kiosk.db import begin_write
+    from kiosk.models import CheckIn, Redemption
+
+    inst = tmp_path / "inst"
+    assert run(inst, "init").returncode == 0
+    app = create_app({"INSTANCE_PATH": str(inst)})
+    with app.app_context():
+        begin_write()
+        at = now()
+        ev = events.create_event("test", events.EventData(title="清扫", starts_at=at - timedelta(hours=3),
+                                                          ends_at=at - timedelta(minutes=10)))
+        v = volunteers.register("test", "张三", "13800000001", "258369")
+        checkins.check_in(v, ev, "kiosk", at=at - timedelta(hours=2))
+        events.get_station().pickup_days = 1
+        ledger.adjust("test", v, 50, "奖励")
+        r = rewards.create_reward("test", rewards.RewardData(name="毛巾", price_points=10), stock=1)
+        rewards.redeem(v, r, None, at=at - timedelta(days=2))
+        db.session.commit()
+        db.engine.dispose()
+    r = run(inst, "tidy")
+    assert r.returncode == 0 and "closed 1 open check-ins, expired 1 uncollected" in r.stdout, r.stderr
+    with app.app_context():
+        assert db.session.scalar(select(CheckIn.status)) == "unconfirmed"
+        assert db.session.scalar(select(Redemption.status)) == "expired"
+        db.engine.dispose()
