@@ -40,7 +40,7 @@ class StationConf:
 
 
 class StationsFileError(Exception):
-    pass
+    """The stations file can't be read or lists a station wrongly."""
 
 
 def load_stations(path: Path) -> list[StationConf]:
@@ -81,7 +81,7 @@ class HTTPFailure(Exception):
 
 
 class EpochChanged(Exception):
-    pass
+    """The station answered 409: its database was replaced or restored; resync it fully."""
 
 
 RETRYABLE = (urllib.error.URLError, http.client.HTTPException, ConnectionError, socket.timeout, TimeoutError)
