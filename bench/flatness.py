@@ -154,7 +154,7 @@ class AppClient:
             self.recording = False
 
     def close(self) -> None:
-        pass
+        """Nothing to close: the in-process client holds no connection (same interface as HTTP)."""
 
 
 # --- one station under test -----------------------------------------------------------------------

@@ -119,7 +119,8 @@ class _Subprocess:
         self._log = None
 
     def command(self) -> list[str]:
-        raise NotImplementedError
+        """The argv that starts this server; each kind of server (kiosk, hello) says its own."""
+        raise NotImplementedError(f"{type(self).__name__} must say how it starts")
 
     def env(self) -> dict[str, str]:
         return _env(None)
