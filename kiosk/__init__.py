@@ -62,7 +62,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     login_manager.init_app(app)
 
     from . import auth, web
-    from .views import api, kiosk, kiosk_me, manage, volunteer  # noqa: F401 - kiosk_me adds to kiosk.bp
+    from .views import api, api_inbox, kiosk, kiosk_me, manage, volunteer  # noqa: F401 - kiosk_me adds to kiosk.bp, api_inbox to api.bp
 
     auth.init_app(app)
     web.init_app(app)

@@ -22,6 +22,7 @@ from .models import (
     CheckIn,
     Event,
     EventSeries,
+    InboxBatch,
     LedgerTxn,
     Posting,
     Redemption,
@@ -47,8 +48,9 @@ EXPORTED = {
     StockMove: "stock_move",
     Redemption: "redemption",
     AuditLog: "audit_log",
+    InboxBatch: "inbox_batch",
 }
-OMIT = {Volunteer: {"pin_hash"}}
+OMIT = {Volunteer: {"pin_hash"}, InboxBatch: {"result"}}
 # Tables whose rows reach the log only through their parent's row.
 CARRIED = {Posting.__tablename__, volunteer_team.name}
 LOGGED_TABLES = {m.__tablename__ for m in EXPORTED} | CARRIED

@@ -12,7 +12,7 @@ from sqlalchemy import extract, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import joinedload
 
-from . import audit, ledger
+from . import audit, inbox, ledger
 from .clock import now
 from .db import db
 from .errors import DomainError, InvalidInput, NotFound
@@ -373,6 +373,7 @@ def hours(volunteer: Volunteer, at: datetime | None = None) -> Hours:
     at = at or now()
     confirmed = (CheckIn.volunteer_id == volunteer.id, CheckIn.status == "confirmed")
     total = db.session.scalar(select(func.coalesce(func.sum(CheckIn.credited_minutes), 0)).where(*confirmed))
+    total += inbox.minutes_elsewhere(volunteer)  # other stations' hours, as of the district's snapshot
     year = db.session.scalar(select(func.coalesce(func.sum(CheckIn.credited_minutes), 0)).where(
         *confirmed, extract("year", CheckIn.checked_in_at) == at.year))
     thresholds = star_thresholds()

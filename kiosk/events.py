@@ -14,7 +14,7 @@ from sqlalchemy.orm import defer
 from . import audit
 from .clock import now
 from .db import db
-from .errors import InvalidInput, NotFound, StaleEdit
+from .errors import DomainError, InvalidInput, NotFound, StaleEdit
 from .models import Category, Event, EventSeries, Station
 from .text import bad_characters, clean
 
@@ -239,7 +239,19 @@ def create_weekly_series(actor: str, data: EventData, weekdays: set[int], until:
     return events
 
 
+class DistrictEvent(DomainError):
+    message = _l("这是区里统一发布的活动，本站不能修改；有问题请联系区文明实践中心。")
+
+
+def own(event: Event) -> Event:
+    """The event, if this station may change it (district events are read-only here)."""
+    if event.origin == "district":
+        raise DistrictEvent()
+    return event
+
+
 def update_event(actor: str, event: Event, data: EventData, expected_version: int | None = None) -> Event:
+    own(event)
     if expected_version is not None and expected_version != event.version:
         raise StaleEdit()
     d = data.checked()
@@ -254,6 +266,7 @@ def update_event(actor: str, event: Event, data: EventData, expected_version: in
 
 def cancel_event(actor: str, event: Event, reason: str) -> Event:
     """Mark an event cancelled; it stays on the kiosk, shown as cancelled."""
+    own(event)
     reason = clean(reason)
     if len(reason) > 200 or bad_characters(reason):
         raise InvalidInput(_l("取消原因最多 200 个字，不能有特殊字符。"), field="reason")
@@ -268,6 +281,7 @@ def cancel_event(actor: str, event: Event, reason: str) -> Event:
 
 
 def restore_event(actor: str, event: Event) -> Event:
+    own(event)
     if event.cancelled_at is not None:
         event.cancelled_at = None
         event.cancel_reason = ""
@@ -279,6 +293,7 @@ def restore_event(actor: str, event: Event) -> Event:
 
 
 def set_published(actor: str, event: Event, published: bool) -> Event:
+    own(event)
     if event.published != published:
         event.published = published
         event.version += 1

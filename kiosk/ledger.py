@@ -27,7 +27,7 @@ KINDS = ("earn", "redeem", "adjust", "reverse", "expire")
 
 class InsufficientPoints(DomainError):
     def __init__(self, balance: int, price: int):
-        super().__init__(_l("积分不够：需要 %(p)d 分，您现在有 %(b)d 分。", p=price, b=balance))
+        super().__init__(_l("积分不够：需要 %(p)d 分，您现在可用 %(b)d 分。", p=price, b=balance))
 
 
 class TxnConflict(DomainError):
@@ -42,6 +42,14 @@ def balance(volunteer: Volunteer | str) -> int:
     """The volunteer's points: the sum of the postings on their account."""
     return db.session.scalar(select(func.coalesce(func.sum(Posting.amount), 0)).where(
         Posting.account == account(volunteer)))
+
+
+def spendable(volunteer: Volunteer | str) -> int:
+    """What the volunteer may spend at this station now (kiosk/inbox.py): with no district
+    snapshot yet, their balance here; with one, this station's allowance plus its own points since."""
+    from .inbox import available_here
+
+    return available_here(volunteer)
 
 
 def post(kind: str, volunteer: Volunteer, points: int, actor: str, reason: str = "", *, txn_id: str | None = None,
@@ -122,7 +130,7 @@ def settle_checkin(c: CheckIn, actor: str) -> LedgerTxn | None:
     if live is not None:
         # Points already spent are not clawed back below zero: the new earn keeps at least what
         # the balance can't give back (the passbook shows the reversal and the new earn).
-        wanted = max(wanted, live.points - balance(c.volunteer_id))
+        wanted = max(wanted, live.points - spendable(c.volunteer_id))
     if live is not None and live.points == wanted:
         return live
     if live is not None:
@@ -150,7 +158,7 @@ def adjust(actor: str, volunteer: Volunteer, points: int, reason: str, txn_id: s
         raise InvalidInput(_l("积分要是 -100000 到 100000 之间、不为 0 的整数。"), field="points")
     if points < 0 and not (txn_id and db.session.get(LedgerTxn, parse_id(txn_id) or "")):
         # (a retry of a deduction already made answers with it, whatever the balance is now)
-        current = balance(volunteer)
+        current = spendable(volunteer)
         if current + points < 0:
             raise InsufficientPoints(current, -points)
     return post("adjust", volunteer, points, actor, reason, txn_id=txn_id, event_id=event_id)
@@ -178,19 +186,33 @@ class PassbookLine:
     balance: int
 
 
-def passbook(volunteer: Volunteer, limit: int = 200) -> tuple[int, list[PassbookLine]]:
-    """(balance, the latest lines newest first, each with the running balance after it)."""
+def passbook(volunteer: Volunteer, limit: int = 200, top: int | None = None) -> tuple[int, list[PassbookLine]]:
+    """(balance, the latest lines newest first, each with the running balance after it).
+
+    `top` is the balance to count back from (what is available here, when the district's
+    snapshot says part of the points are at other stations); by default the sum of the postings.
+    """
     rows = db.session.execute(
         select(Posting.amount, LedgerTxn).join(LedgerTxn, Posting.txn_id == LedgerTxn.id)
         .where(Posting.account == account(volunteer)).order_by(Posting.id.desc()).limit(limit)
     ).all()
-    running = balance(volunteer)
+    running = balance(volunteer) if top is None else top
     total = running
     lines = []
     for amount, txn in rows:
         lines.append(PassbookLine(txn, amount, running))
         running -= amount
     return total, lines
+
+
+def passbook_here(volunteer: Volunteer, limit: int = 200):
+    """(the volunteer's standing here (kiosk/inbox.py), the passbook lines counted back from
+    what is available here)."""
+    from .inbox import standing
+
+    st = standing(volunteer)
+    _total, lines = passbook(volunteer, limit, top=st.here if st.total is not None else None)
+    return st, lines
 
 
 def volunteer_balances() -> dict[str, int]:

@@ -13,7 +13,7 @@ from .ids import new_id
 SCHEMA_VERSION = 1
 # The newest migration; tests/test_db.py proves it is Alembic's head. `kiosk serve` compares the
 # database with it at start without loading Alembic.
-SCHEMA_HEAD = "22b6e400876c"
+SCHEMA_HEAD = "5b0d1e2f3a41"
 
 
 class Station(db.Model):
@@ -92,6 +92,8 @@ class Event(db.Model):
     cancelled_at: Mapped[datetime | None]
     cancel_reason: Mapped[str] = mapped_column(String(200), default="")
     series_id: Mapped[str | None] = mapped_column(ForeignKey("event_series.id"))
+    # "station" (the manager's) or "district" (sent by the district; read-only here).
+    origin: Mapped[str] = mapped_column(String(10), default="station", server_default="station")
     version: Mapped[int] = mapped_column(default=1)
     created_at: Mapped[datetime] = mapped_column(default=now)
     updated_at: Mapped[datetime] = mapped_column(default=now)
@@ -184,6 +186,10 @@ class Volunteer(db.Model):
     status: Mapped[str] = mapped_column(String(10), default="pending")
     card_serial: Mapped[int] = mapped_column(default=1)
     registered_via: Mapped[str] = mapped_column(String(10), default="manager")
+    # The code of the station where the volunteer registered, when it is not this one: a row from
+    # the district's roster (kiosk/inbox.py). Such a volunteer has no PIN here until the manager
+    # checks who they are and sets one (pin_hash "").
+    home_station: Mapped[str | None] = mapped_column(String(32))
     version: Mapped[int] = mapped_column(default=1)
     created_at: Mapped[datetime] = mapped_column(default=now)
     updated_at: Mapped[datetime] = mapped_column(default=now)
@@ -193,6 +199,15 @@ class Volunteer(db.Model):
     @property
     def active(self) -> bool:
         return self.status == "active"
+
+    @property
+    def visiting(self) -> bool:
+        """Registered at another station (from the district's roster)."""
+        return self.home_station is not None
+
+    @property
+    def has_pin(self) -> bool:
+        return bool(self.pin_hash)
 
 
 class PinAttempt(db.Model):
@@ -406,6 +421,8 @@ class ChangeLog(db.Model):
     __tablename__ = "change_log"
     __table_args__ = (
         CheckConstraint("op IN ('upsert', 'delete')", name="op_known"),
+        # Compaction (changelog.compact) finds superseded rows of the same entity through it.
+        Index("ix_change_log_entity", "entity", "entity_id", "seq"),
         {"sqlite_autoincrement": True},
     )
 
@@ -462,3 +479,46 @@ class SyncPull(db.Model):
     upto: Mapped[int]
     rows: Mapped[int]
     done: Mapped[bool]
+
+
+class InboxBatch(db.Model):
+    """A batch the district sent to the inbox (kiosk/inbox.py), applied once: its id is the key.
+
+    Exported, so the district learns which batch each station has in force. `mark_seq` is the
+    change-log position the district's snapshot counts up to; `mark_posting` the highest posting
+    id at or below it here: points posted after it are this station's own since the snapshot.
+    """
+
+    __tablename__ = "inbox_batch"
+    __table_args__ = (CheckConstraint("kind IN ('full', 'topup')", name="kind_known"),
+                      Index("ix_inbox_batch_issued", "issued"))
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    issued: Mapped[int]  # the district's running number: a newer batch has a larger one
+    kind: Mapped[str] = mapped_column(String(8))
+    epoch: Mapped[str] = mapped_column(String(32))
+    mark_seq: Mapped[int]
+    mark_posting: Mapped[int]
+    as_of: Mapped[str] = mapped_column(String(32))  # the district's time of the snapshot, as sent
+    received_at: Mapped[datetime] = mapped_column(default=now)
+    body_sha256: Mapped[str] = mapped_column(String(64))
+    result: Mapped[str] = mapped_column(Text, default="{}")  # the answer given (JSON), for a replay
+
+
+class Allowance(db.Model):
+    """The district's snapshot for one volunteer, from the batch in force. Not exported.
+
+    points: what this station may let them spend of what was earned before the snapshot (the
+    district's allowances for all stations never add up to more than the balance); total: their
+    balance across the district; minutes_total / minutes_here: confirmed minutes across the
+    district and here, as the district counted them.
+    """
+
+    __tablename__ = "allowance"
+    __table_args__ = (CheckConstraint("points >= 0", name="points_not_negative"),)
+
+    volunteer_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    points: Mapped[int] = mapped_column(default=0)
+    total: Mapped[int] = mapped_column(default=0)
+    minutes_total: Mapped[int] = mapped_column(default=0)
+    minutes_here: Mapped[int] = mapped_column(default=0)

@@ -176,9 +176,9 @@ class Offer:
 
 
 def offers(volunteer: Volunteer, at: datetime | None = None) -> tuple[int, list[Offer]]:
-    """(balance, each active reward with whether this volunteer can take it now and why not)."""
+    """(points available here, each active reward with whether this volunteer can take it now and why not)."""
     at = at or now()
-    bal = ledger.balance(volunteer)
+    bal = ledger.spendable(volunteer)
     level = checkins.hours(volunteer, at).stars
     result = []
     for r in catalog():
@@ -231,7 +231,7 @@ def redeem(volunteer: Volunteer, reward: Reward, redemption_id: str | None, acto
                 raise ledger.TxnConflict()
             return same, False
     require_active(volunteer)
-    refusal = _refusal(volunteer, reward, at, ledger.balance(volunteer), checkins.hours(volunteer, at).stars)
+    refusal = _refusal(volunteer, reward, at, ledger.spendable(volunteer), checkins.hours(volunteer, at).stars)
     if refusal is not None:
         raise refusal
     red = Redemption(id=rid or new_id(), volunteer_id=volunteer.id, reward_id=reward.id, points=reward.price_points,

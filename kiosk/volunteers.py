@@ -41,6 +41,13 @@ class WrongPin(DomainError):
     message = _l("密码不对，请再输一次。")
 
 
+class NoPinHere(DomainError):
+    """A volunteer from another station (the district's roster) has no PIN at this station yet."""
+
+    status = 403
+    message = _l("您是在其他站点登记的志愿者。第一次在本站使用，请带上身份证找站长核对，设置本站密码后就能用了。")
+
+
 class UnknownVolunteer(DomainError):
     status = 404
     message = _l("没有找到这位志愿者，请检查编号或手机号。")
@@ -267,7 +274,7 @@ def pin_failures(v: Volunteer) -> int:
 
 def pin_matches(v: Volunteer, pin: str) -> bool:
     """The slow hash comparison alone (~70 ms): views do it before taking the write lock."""
-    return check_password_hash(v.pin_hash, (pin or "")[:20])
+    return bool(v.pin_hash) and check_password_hash(v.pin_hash, (pin or "")[:20])
 
 
 def verify_pin(v: Volunteer, pin: str, matched: bool | None = None) -> Volunteer:
@@ -277,6 +284,8 @@ def verify_pin(v: Volunteer, pin: str, matched: bool | None = None) -> Volunteer
     slow hash doesn't hold the station's write lock; the lockout is still decided in here.
     The caller commits even when this raises: the failed attempt is what counts.
     """
+    if not v.pin_hash:
+        raise NoPinHere()
     if pin_failures(v) >= PIN_MAX_FAILURES:
         raise PinLocked()
     ok = pin_matches(v, pin) if matched is None else matched

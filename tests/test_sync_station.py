@@ -16,7 +16,7 @@ import jsonschema
 import pytest
 from sqlalchemy import delete, func, select, update
 
-from kiosk import changelog, create_app, demo, events, ledger, rewards, signing, sync, volunteers
+from kiosk import changelog, create_app, demo, events, inbox, ledger, rewards, signing, sync, volunteers
 from kiosk.clock import now
 from kiosk.db import begin_write, db
 from kiosk.models import (
@@ -123,7 +123,21 @@ def business(app):
         rewards.cancel("manager:wang", red, "不要了")
         rewards.restock("manager:wang", reward, 5, "补货")
         db.session.commit()
+        begin_write()
+        inbox.receive(json.dumps(batch_for(1, balances=[{"volunteer_id": v.id, "allowance": 0, "total": 0,
+                                                          "minutes_total": 0, "minutes_here": 0}])).encode())
+        db.session.commit()
         return v.id
+
+
+def batch_for(issued: int, kind: str = "full", **parts) -> dict:
+    """A district batch for the station in the current app context (kiosk/inbox.py)."""
+    import uuid
+
+    return {"schema_version": 1, "batch_id": str(uuid.uuid4()), "issued": issued, "kind": kind,
+            "station": events.get_station().code, "epoch": sync.current_epoch(),
+            "mark_seq": db.session.scalar(select(func.max(ChangeLog.seq))) or 0, "as_of": "2026-11-30T02:30",
+            "balances": [], **parts}
 
 
 # --- the change log ---------------------------------------------------------------------------

@@ -9,7 +9,7 @@ import time
 from flask import redirect, request, session, url_for
 from flask_babel import gettext as _
 
-from .. import checkins, events, ledger, qr, rewards, volunteers
+from .. import checkins, events, inbox, ledger, qr, rewards, volunteers
 from ..clock import now
 from ..db import begin_write, db
 from ..errors import DomainError
@@ -137,8 +137,8 @@ def me_passbook():
     v = kiosk_volunteer()
     if v is None:
         return redirect(url_for("kiosk.me_start"), code=303)
-    total, lines = ledger.passbook(v, limit=50)
-    return render("kiosk/me_passbook.html", "kiosk/_me_passbook.html", volunteer=v, balance=total, lines=lines)
+    st, lines = ledger.passbook_here(v, limit=50)
+    return render("kiosk/me_passbook.html", "kiosk/_me_passbook.html", volunteer=v, standing=st, lines=lines)
 
 
 @bp.get("/me/rewards")
@@ -147,7 +147,8 @@ def me_rewards():
     if v is None:
         return redirect(url_for("kiosk.me_start"), code=303)
     balance, offers = rewards.offers(v)
-    return render("kiosk/me_rewards.html", "kiosk/_me_rewards.html", volunteer=v, balance=balance, offers=offers)
+    return render("kiosk/me_rewards.html", "kiosk/_me_rewards.html", volunteer=v, balance=balance, offers=offers,
+                  standing=inbox.standing(v))
 
 
 @bp.get("/me/rewards/<reward_id>")
@@ -198,4 +199,4 @@ def pickup(redemption_id: str):
 
 def _pickup_page(red):
     return render("kiosk/pickup.html", "kiosk/_pickup.html", red=red, qr_svg=qr.svg(red.pickup_code),
-                  balance=ledger.balance(red.volunteer_id))
+                  balance=ledger.spendable(red.volunteer_id))

@@ -145,7 +145,7 @@ def event_new():
 
 @bp.route("/events/<event_id>/edit", methods=["GET", "POST"])
 def event_edit(event_id: str):
-    ev = events.get_event(event_id)
+    ev = events.own(events.get_event(event_id))
     if request.method == "GET":
         form = _event_form(obj=ev)
         form.day.data, form.start.data, form.end.data = ev.starts_at.date(), ev.starts_at.time(), ev.ends_at.time()

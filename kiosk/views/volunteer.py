@@ -222,9 +222,9 @@ def passbook():
         form = IdentifyForm(next=url_for("volunteer.passbook"))
         return render("volunteer/identify.html", "volunteer/_identify.html", form=form, event=None)
     size = request.args.get("print")
-    total, lines = ledger.passbook(v, limit=500 if size else 100)
+    st, lines = ledger.passbook_here(v, limit=500 if size else 100)
     if size in ("a4", "a5"):
-        return render_template("volunteer/passbook_print.html", volunteer=v, balance=total,
+        return render_template("volunteer/passbook_print.html", volunteer=v, balance=st.here, standing=st,
                                lines=list(reversed(lines)), size=size, printed_at=now())
-    return render("volunteer/passbook.html", "volunteer/_passbook.html", volunteer=v, balance=total, lines=lines,
+    return render("volunteer/passbook.html", "volunteer/_passbook.html", volunteer=v, standing=st, lines=lines,
                   redemptions=rewards.of_volunteer(v, limit=10))
