@@ -56,16 +56,19 @@ def init_command():
 
 @click.command("demo")
 @click.option("--reset", is_flag=True, help="Remove all events and categories first.")
+@click.option("--station", "which", type=click.IntRange(1, 3), default=1, show_default=True,
+              help="Which of three demo stations of the district (own code, volunteers and mobiles).")
 @with_appcontext
-def demo_command(reset: bool):
+def demo_command(reset: bool, which: int):
     """Load demo data from Gulou District (events over two weeks around today) and a demo manager."""
     from . import demo
 
     _upgrade()
-    password = demo.load(reset=reset)
+    password = demo.load(reset=reset, which=which)
     db.session.commit()
-    click.echo("demo data loaded: station 三坊七巷社区, events over two weeks around today, "
-               "volunteers 13805910001-13805910008 with PIN 258369")
+    name, code, prefix, _names = demo.STATIONS[which]
+    click.echo(f"demo data loaded: station {name} ({code}), events over two weeks around today, "
+               f"volunteers {prefix}0001-{prefix}0008 with PIN 258369")
     if password:
         click.echo(f"demo manager: username 'demo', password '{password}' (also in instance/demo-manager.txt)")
 

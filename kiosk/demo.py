@@ -1,4 +1,8 @@
-"""Demo data drawn from Gulou District, Fuzhou (see ../shared/seed): one station, two weeks of events."""
+"""Demo data drawn from Gulou District, Fuzhou (see ../shared/seed): a station, two weeks of events.
+
+Three demo stations of the district can be made (`kiosk demo --station 1|2|3`), each with its own
+code, volunteers and mobiles, so that the nightly sync between them can be tried.
+"""
 
 import secrets
 from datetime import datetime, time, timedelta
@@ -60,6 +64,15 @@ VOLUNTEERS = [
 ]
 
 
+# (station name, code, mobile prefix, volunteer names)
+STATIONS = {
+    1: ("三坊七巷社区新时代文明实践站", "GL-SFQX", "1380591", [n for n, _m, _t in VOLUNTEERS]),
+    2: ("温泉街道新时代文明实践站", "GL-WQ", "1380592",
+        ["陈美玲", "林国栋", "郑秀兰", "黄志明", "何丽娟", "李建华", "周桂英", "杨帆"]),
+    3: ("东街街道新时代文明实践站", "GL-DJ", "1380593",
+        ["翁玉梅", "魏振华", "游淑芬", "江海", "许碧霞", "卓立新", "潘月娥", "施文斌"]),
+}
+
 REWARDS = [("洗衣液", 30, 20, None, 0), ("大米 5 斤", 60, 10, 1, 0), ("雨伞", 40, 5, None, 0),
            ("社区诊所免费体检", 100, 8, 1, 1), ("牙膏套装", 20, 30, 2, 0)]
 
@@ -75,14 +88,17 @@ def _rewards(actor: str) -> None:
                                                         min_stars=stars), stock=stock)
 
 
-def _volunteers(actor: str) -> None:
+def _volunteers(actor: str, which: int = 1) -> None:
     """Eight demo volunteers (PIN 258369) with some past service, and one walk-in waiting."""
     from . import checkins, volunteers
 
     if db.session.scalar(select(volunteers.Volunteer.id).limit(1)) is not None:
         return
-    made = [volunteers.register(actor, n, m, DEMO_PIN, teams=t) for n, m, t in VOLUNTEERS]
-    volunteers.register("walk-in:kiosk", "赵阿姨", "13805910009", DEMO_PIN, via="kiosk")
+    _name, _code, prefix, names = STATIONS[which]
+    made = [volunteers.register(actor, n, f"{prefix}{i:04d}", DEMO_PIN, teams=t)
+            for i, (n, (_n, _m, t)) in enumerate(zip(names, VOLUNTEERS), 1)]
+    volunteers.register("walk-in:kiosk", "赵阿姨" if which == 1 else f"新来的{which}号", f"{prefix}0009", DEMO_PIN,
+                        via="kiosk")
     past = db.session.scalars(select(Event).where(Event.ends_at < now(), Event.cancelled_at.is_(None))
                               .order_by(Event.starts_at)).all()
     for i, ev in enumerate(past):
@@ -95,8 +111,9 @@ def _at(day, hhmm: str) -> datetime:
     return datetime.combine(day, time(h, m))
 
 
-def load(reset: bool = False) -> str | None:
-    """Fill the station with demo data; returns the demo manager's new password, if one was made."""
+def load(reset: bool = False, which: int = 1) -> str | None:
+    """Fill the station with demo data (demo station 1, 2 or 3: STATIONS); returns the demo
+    manager's new password, if one was made."""
     actor = "demo"
     begin_write()
     if reset:
@@ -106,7 +123,7 @@ def load(reset: bool = False) -> str | None:
                 db.session.delete(row)
         db.session.flush()
     station = events.ensure_station()
-    events.update_station(actor, "三坊七巷社区新时代文明实践站", "GL-SFQX", station.idle_timeout_s)
+    events.update_station(actor, STATIONS[which][0], STATIONS[which][1], station.idle_timeout_s)
     by_name = {c.name: c for c in events.categories(active_only=False)}
     for name in CATEGORIES:
         if name not in by_name:
@@ -141,7 +158,7 @@ def load(reset: bool = False) -> str | None:
             place="社区广场", organiser="社区文艺队",
         ))
         events.cancel_event(actor, cancelled, "天气预报有雨，改期另行通知")
-    _volunteers(actor)
+    _volunteers(actor, which)
     _rewards(actor)
     password = None
     if db.session.scalar(select(Manager.id).where(Manager.username == "demo")) is None:

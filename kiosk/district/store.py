@@ -75,6 +75,8 @@ checkpoint = Table(
     Column("resume_cursor", Text, nullable=False),
     Column("last_pull_at", DateTime(timezone=True), nullable=False),
     Column("clock_offset_s", Float, nullable=True),
+    # Everything up to this seq of the epoch is applied (the mark of the push's snapshot).
+    Column("applied_upto", BigInteger, nullable=True),
 )
 
 pull_log = Table(
@@ -87,6 +89,33 @@ pull_log = Table(
     Column("bytes", BigInteger, nullable=False, default=0),
     Column("status", String(16), nullable=False),
     Column("error", Text, nullable=True),
+)
+
+push_batch = Table(
+    "push_batch", metadata,
+    Column("issued", Integer, primary_key=True, autoincrement=True),  # newer batches: larger
+    Column("batch_id", String(36), nullable=False, unique=True),
+    Column("station", String(64), nullable=False, index=True),
+    Column("kind", String(8), nullable=False),  # full | topup
+    Column("epoch", String(64), nullable=False),
+    Column("mark_seq", BigInteger, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    # sending → acked (applied) | rejected (a 4xx: surely not applied) | unknown (no answer)
+    Column("status", String(10), nullable=False),
+    Column("body_sha256", String(64), nullable=False),
+    # What the batch says, without its id, number, mark and time: a night with nothing new
+    # sends nothing (the station already has the same balances and the same roster/events).
+    Column("balances_sha256", String(64), nullable=True),
+    Column("extras_sha256", String(64), nullable=True),
+    Column("answer", JSONDOC, nullable=True),
+    Column("error", Text, nullable=True),
+)
+
+push_allowance = Table(
+    "push_allowance", metadata,
+    Column("issued", Integer, primary_key=True, autoincrement=False),
+    Column("volunteer_id", String(64), primary_key=True),
+    Column("points", BigInteger, nullable=False),
 )
 
 CHUNK = 500  # rows per multi-row INSERT (well under the bind-parameter limits)
@@ -144,6 +173,21 @@ class Store:
 
     def create(self) -> None:
         metadata.create_all(self.engine)
+        self._upgrade()
+
+    def _upgrade(self) -> None:
+        """Add columns that came after a district database was first created (create_all adds
+        whole tables only). New columns are always nullable, so this is all an upgrade needs."""
+        from sqlalchemy import inspect
+
+        insp = inspect(self.engine)
+        with self.engine.begin() as conn:
+            for table in metadata.sorted_tables:
+                have = {c["name"] for c in insp.get_columns(table.name)}
+                for col in table.columns:
+                    if col.name not in have:
+                        kind = col.type.compile(dialect=self.engine.dialect)
+                        conn.execute(text(f'ALTER TABLE {table.name} ADD COLUMN {col.name} {kind}'))
 
     def dispose(self) -> None:
         self.engine.dispose()
@@ -225,8 +269,10 @@ class Store:
             rows = self._upsert_rows(conn, station, changes)
             if fault is not None:
                 fault()
+            applied_upto = page["upto"] if not page.get("next_cursor") else max(
+                (c["seq"] for c in changes), default=page.get("after", 0))
             values = {"code": code, "epoch": epoch, "resume_cursor": page["resume_cursor"],
-                      "last_pull_at": now_utc(), "clock_offset_s": clock_offset_s}
+                      "last_pull_at": now_utc(), "clock_offset_s": clock_offset_s, "applied_upto": applied_upto}
             ins = self._insert(checkpoint).values(station=station, **values)
             conn.execute(ins.on_conflict_do_update(index_elements=[checkpoint.c.station], set_=values))
         return Applied(new_raw, rows, resync)

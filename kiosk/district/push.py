@@ -1,0 +1,402 @@
+"""`kiosk district push` (docs/district.md): the roster, district events, star thresholds and each
+volunteer's balance with this station's allowance, sent to every station's inbox (kiosk/inbox.py).
+
+What the district knows comes from the pulled entity rows (store.entity_row):
+- a volunteer's balance: the sum of their ledger transactions at every station;
+- confirmed minutes per station; where they were last active (newest check-in or transaction);
+- the roster: every station's own volunteers (home_station empty there), active or suspended;
+- which batch each station has applied: its exported inbox_batch rows, and our acknowledgements.
+Allowances follow kiosk/district/allocate.py (escrow, two phases). Every batch and its
+allowances are written to push_batch / push_allowance BEFORE it is sent, so a crash or a lost
+answer leaves it "unknown", which later claims count as possibly in force.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import time
+import tomllib
+import urllib.error
+import urllib.request
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from sqlalchemy import and_, func, select, update
+
+from .. import signing
+from . import allocate
+from .pull import RETRYABLE, StationConf, _problem
+from .store import Store, checkpoint, entity_row, now_utc, push_allowance, push_batch
+
+INBOX_PATH = "/api/v1/inbox"
+SCHEMA_VERSION = 1
+
+
+class EventsFileError(Exception):
+    """The district events file can't be read or lists an event wrongly."""
+
+
+def load_events(path: Path) -> list[dict]:
+    """District events from TOML ([[events]]) or JSON (a list, or {"events": [...]})."""
+    raw = Path(path).read_bytes()
+    try:
+        doc = json.loads(raw) if Path(path).suffix.lower() == ".json" else tomllib.loads(raw.decode("utf-8"))
+    except (ValueError, UnicodeError) as e:
+        raise EventsFileError(f"{path}: {e}") from None
+    items = doc.get("events", []) if isinstance(doc, dict) else doc
+    if not isinstance(items, list):
+        raise EventsFileError(f"{path}: expected a list of events ([[events]] in TOML)")
+    out, ids = [], set()
+    for i, e in enumerate(items, 1):
+        if not isinstance(e, dict):
+            raise EventsFileError(f"{path}: event #{i} is not a table/object")
+        try:
+            eid = str(uuid.UUID(str(e.get("id"))))
+        except ValueError:
+            raise EventsFileError(f"{path}: event #{i} needs an id (a UUID; keep it when you edit the event)") from None
+        if eid in ids:
+            raise EventsFileError(f"{path}: event id {eid} appears twice")
+        ids.add(eid)
+        ev = {"id": eid, "title": str(e.get("title") or "").strip()}
+        for k in ("starts_at", "ends_at"):
+            v = e.get(k)
+            try:
+                ev[k] = (v if isinstance(v, datetime) else datetime.fromisoformat(str(v))).replace(
+                    tzinfo=None).isoformat(timespec="minutes")
+            except ValueError:
+                raise EventsFileError(f"{path}: event #{i}: {k} must be a local time like 2026-12-05T09:00") from None
+        if not ev["title"] or ev["ends_at"] <= ev["starts_at"]:
+            raise EventsFileError(f"{path}: event #{i} needs a title and an end after its start")
+        for k in ("place", "organiser", "description", "category"):
+            ev[k] = str(e.get(k) or "")
+        ev["cancelled"] = bool(e.get("cancelled", False))
+        out.append(ev)
+    return out
+
+
+def parse_thresholds(text: str) -> list[int]:
+    values = [int(x) for x in text.replace("，", ",").split(",") if x.strip()]
+    if not values or values != sorted(set(values)) or values[0] <= 0 or len(values) > 10:
+        raise ValueError("thresholds: 1-10 increasing positive whole hours, e.g. 100,300,600,1000,1500")
+    return values
+
+
+# --- what the district knows ------------------------------------------------------------------
+
+@dataclass
+class Knowledge:
+    codes: dict[str, str]  # station name -> its code
+    epochs: dict[str, str]
+    marks: dict[str, int]  # applied_upto per station
+    balance: dict[str, int]
+    minutes: dict[str, dict[str, int]]  # station -> volunteer -> confirmed minutes
+    target: dict[str, str]  # volunteer -> station where last active
+    roster: list[dict]
+
+
+def _j(key: str):
+    return entity_row.c.data[key]
+
+
+def know(store: Store) -> Knowledge:
+    with store.engine.connect() as conn:
+        cps = conn.execute(select(checkpoint.c.station, checkpoint.c.code, checkpoint.c.epoch,
+                                  checkpoint.c.applied_upto)).all()
+        live = and_(entity_row.c.deleted.is_(False))
+        vid = _j("volunteer_id").as_string()
+        balance = {v: int(n) for v, n in conn.execute(
+            select(vid, func.sum(_j("points").as_integer())).where(live, entity_row.c.entity == "ledger_txn")
+            .group_by(vid)) if v}
+        minutes: dict[str, dict[str, int]] = {}
+        for st, v, m in conn.execute(
+                select(entity_row.c.station, vid, func.sum(_j("credited_minutes").as_integer()))
+                .where(live, entity_row.c.entity == "checkin", _j("status").as_string() == "confirmed")
+                .group_by(entity_row.c.station, vid)):
+            minutes.setdefault(st, {})[v] = int(m or 0)
+        last: dict[str, tuple[str, str]] = {}
+        for entity, at_key in (("ledger_txn", "at"), ("checkin", "checked_in_at")):
+            for st, v, at in conn.execute(
+                    select(entity_row.c.station, vid, func.max(_j(at_key).as_string()))
+                    .where(live, entity_row.c.entity == entity).group_by(entity_row.c.station, vid)):
+                if v and at and (v not in last or (at, st) > last[v]):
+                    last[v] = (at, st)
+        codes = {c.station: c.code for c in cps}
+        roster = []
+        for st, data in conn.execute(select(entity_row.c.station, entity_row.c.data).where(
+                live, entity_row.c.entity == "volunteer").order_by(entity_row.c.station, entity_row.c.entity_id)):
+            if data.get("home_station") or data.get("status") not in ("active", "suspended") or not codes.get(st):
+                continue
+            roster.append({"id": data["id"], "number": data["number"], "name": data["name"],
+                           "mobile": data["mobile"], "status": data["status"], "home_station": codes[st]})
+    return Knowledge(codes=codes, epochs={c.station: c.epoch for c in cps},
+                     marks={c.station: int(c.applied_upto or 0) for c in cps}, balance=balance, minutes=minutes,
+                     target={v: st for v, (_at, st) in last.items()}, roster=roster)
+
+
+def net_after(store: Store, station: str, mark: int) -> dict[str, int]:
+    vid = _j("volunteer_id").as_string()
+    with store.engine.connect() as conn:
+        return {v: int(n) for v, n in conn.execute(
+            select(vid, func.sum(_j("points").as_integer())).where(
+                entity_row.c.station == station, entity_row.c.entity == "ledger_txn",
+                entity_row.c.deleted.is_(False), entity_row.c.last_seq > mark).group_by(vid)) if v}
+
+
+def _grant(conn, issued: int, mark: int) -> allocate.Grant:
+    rows = conn.execute(select(push_allowance.c.volunteer_id, push_allowance.c.points)
+                        .where(push_allowance.c.issued == issued)).all()
+    return allocate.Grant(issued, mark, {v: int(p) for v, p in rows})
+
+
+def candidates(store: Store, station: str) -> list[allocate.Grant] | None:
+    """The batches the station may have in force; None when the district can't tell (it lost
+    the allowances of a batch the station says it applied)."""
+    with store.engine.connect() as conn:
+        applied = conn.execute(select(func.max(_j("issued").as_integer())).where(
+            entity_row.c.station == station, entity_row.c.entity == "inbox_batch",
+            entity_row.c.deleted.is_(False))).scalar() or 0
+        acked = conn.execute(select(func.max(push_batch.c.issued)).where(
+            push_batch.c.station == station, push_batch.c.status == "acked")).scalar() or 0
+        base_issued = max(applied, acked)
+        if base_issued:
+            row = conn.execute(select(push_batch.c.mark_seq).where(push_batch.c.issued == base_issued,
+                                                                   push_batch.c.station == station)).first()
+            if row is None:
+                return None
+            base = _grant(conn, base_issued, int(row.mark_seq))
+        else:
+            base = allocate.NO_GRANT
+        later = conn.execute(select(push_batch.c.issued, push_batch.c.mark_seq).where(
+            push_batch.c.station == station, push_batch.c.issued > base_issued,
+            push_batch.c.status.in_(("unknown", "sending"))).order_by(push_batch.c.issued)).all()
+        return [base] + [_grant(conn, r.issued, int(r.mark_seq)) for r in later]
+
+
+def station_claims(store: Store, station: str, k: Knowledge) -> dict[str, int]:
+    cands = candidates(store, station)
+    if cands is None:  # can't tell: assume it may let anyone spend everything
+        return {v: max(0, g) for v, g in k.balance.items()}
+    return allocate.claims(cands, lambda mark: net_after(store, station, mark))
+
+
+# --- batches ----------------------------------------------------------------------------------
+
+def _sha(value) -> str:
+    return hashlib.sha256(json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(",", ":"),
+                                     default=str).encode()).hexdigest()
+
+
+def in_force_hashes(store: Store, station: str) -> tuple[str | None, str | None]:
+    """(balances hash of the batch surely in force, extras hash of the full batch behind it);
+    (None, None) when a later batch's fate is unknown or the district can't tell."""
+    with store.engine.connect() as conn:
+        applied = conn.execute(select(func.max(_j("issued").as_integer())).where(
+            entity_row.c.station == station, entity_row.c.entity == "inbox_batch",
+            entity_row.c.deleted.is_(False))).scalar() or 0
+        acked = conn.execute(select(func.max(push_batch.c.issued)).where(
+            push_batch.c.station == station, push_batch.c.status == "acked")).scalar() or 0
+        base = max(applied, acked)
+        if not base or conn.execute(select(func.count()).select_from(push_batch).where(
+                push_batch.c.station == station, push_batch.c.issued > base,
+                push_batch.c.status.in_(("unknown", "sending")))).scalar():
+            return None, None
+        bal = conn.execute(select(push_batch.c.balances_sha256).where(push_batch.c.issued == base)).scalar()
+        extras = conn.execute(select(push_batch.c.extras_sha256).where(
+            push_batch.c.station == station, push_batch.c.kind == "full", push_batch.c.issued <= base,
+            push_batch.c.status == "acked").order_by(push_batch.c.issued.desc()).limit(1)).scalar()
+        return bal, extras
+
+
+@dataclass
+class Sent:
+    station: str
+    kind: str
+    issued: int
+    status: str = "sending"
+    answer: dict | None = None
+    error: str | None = None
+    nbytes: int = 0
+    allowance_points: int = 0
+    volunteers: int = 0
+    unchanged: bool = False  # not sent: the station already has exactly this
+
+
+def _record(store: Store, station: str, kind: str, epoch: str, mark: int, allowances: dict[str, int],
+            body_for, hashes: tuple[str, str | None]) -> tuple[int, str, bytes]:
+    """Write the batch and its allowances (status 'sending') before sending it."""
+    batch_id = str(uuid.uuid4())
+    with store._write_lock, store.engine.begin() as conn:
+        issued = conn.execute(push_batch.insert().values(
+            batch_id=batch_id, station=station, kind=kind, epoch=epoch, mark_seq=mark, created_at=now_utc(),
+            status="sending", body_sha256="", balances_sha256=hashes[0], extras_sha256=hashes[1]
+        ).returning(push_batch.c.issued)).scalar()
+        body = body_for(batch_id, issued)
+        conn.execute(update(push_batch).where(push_batch.c.issued == issued).values(
+            body_sha256=hashlib.sha256(body).hexdigest()))
+        rows = [{"issued": issued, "volunteer_id": v, "points": p} for v, p in allowances.items() if p > 0]
+        for i in range(0, len(rows), 1000):
+            conn.execute(push_allowance.insert(), rows[i:i + 1000])
+    return issued, batch_id, body
+
+
+def _finish(store: Store, sent: Sent) -> None:
+    with store._write_lock, store.engine.begin() as conn:
+        conn.execute(update(push_batch).where(push_batch.c.issued == sent.issued).values(
+            status=sent.status, answer=sent.answer, error=sent.error))
+
+
+def post_batch(conf: StationConf, body: bytes, retries: int = 4, backoff: float = 0.5, timeout: float = 120.0,
+               sleep=time.sleep) -> tuple[str, dict | None, str | None]:
+    """POST a batch (gzip); returns (acked | rejected | unknown, the answer, an error)."""
+    payload = gzip.compress(body, 6)
+    url = conf.url + INBOX_PATH
+    attempt = 0
+    while True:
+        headers = {**signing.signed_headers(conf.key, "POST", url, payload), "Content-Type": "application/json",
+                   "Content-Encoding": "gzip", "User-Agent": "kiosk-district-push"}
+        try:
+            req = urllib.request.Request(url, data=payload, headers=headers, method="POST")
+            with urllib.request.urlopen(req, timeout=timeout) as resp:
+                return "acked", json.loads(resp.read()), None
+        except urllib.error.HTTPError as e:
+            detail = _problem(e.read())
+            if e.code < 500:  # the station answered no: the batch is not applied
+                return "rejected", None, f"HTTP {e.code}: {detail}"
+            error = f"HTTP {e.code}: {detail}"
+        except RETRYABLE as e:
+            error = f"{type(e).__name__}: {e}"
+        if attempt >= retries:
+            return "unknown", None, error
+        sleep(backoff * (2 ** attempt))
+        attempt += 1
+
+
+@dataclass
+class PushResult:
+    station: str
+    ok: bool = False
+    batches: list[Sent] = field(default_factory=list)
+    error: str | None = None
+    seconds: float = 0.0
+
+
+def push_all(store: Store, stations: list[StationConf], only: set[str] | None = None,
+             events: list[dict] | None = None, thresholds: list[int] | None = None, parallel: int = 4,
+             retries: int = 4, backoff: float = 0.5, as_of: str | None = None, deliver=None,
+             skip_unchanged: bool = True) -> list[PushResult]:
+    """Push every station (those in `only`, when given: the ones pulled tonight).
+
+    A station whose batch in force already says exactly this (same balances, roster, events,
+    thresholds) is not sent a new one. `deliver(conf, body)` replaces post_batch in tests (it
+    returns the same triple).
+    """
+    deliver = deliver or (lambda conf, body: post_batch(conf, body, retries=retries, backoff=backoff))
+    t0 = time.perf_counter()
+    k = know(store)
+    as_of = as_of or datetime.now().astimezone().replace(tzinfo=None).isoformat(timespec="seconds")
+    results = {c.name: PushResult(c.name) for c in stations}
+    pushable = [c for c in stations if c.name in k.codes and (only is None or c.name in only)]
+    for c in stations:
+        if c.name not in k.codes:
+            results[c.name].error = "never pulled: nothing to send yet"
+        elif only is not None and c.name not in only:
+            results[c.name].error = "not pulled tonight: skipped"
+    claims = {s: station_claims(store, s, k) for s in k.codes}
+    want = allocate.desired(k.balance, k.target)
+    first = allocate.phase_one(want, claims, [c.name for c in pushable])
+    minutes_total: dict[str, int] = {}
+    for per in k.minutes.values():
+        for v, m in per.items():
+            minutes_total[v] = minutes_total.get(v, 0) + m
+    people = sorted(set(k.balance) | set(minutes_total))
+
+    extras = {"thresholds": thresholds, "events": events, "roster": k.roster}
+    extras_sha = _sha(extras)
+
+    def balances_of(conf: StationConf, allowances: dict[str, int]) -> list[dict]:
+        here = k.minutes.get(conf.name, {})
+        return [{"volunteer_id": v, "allowance": allowances.get(v, 0), "total": k.balance.get(v, 0),
+                 "minutes_total": minutes_total.get(v, 0), "minutes_here": here.get(v, 0)} for v in people]
+
+    def body_for(conf: StationConf, kind: str, balances: list[dict]):
+        def make(batch_id: str, issued: int) -> bytes:
+            doc = {"schema_version": SCHEMA_VERSION, "batch_id": batch_id, "issued": issued, "kind": kind,
+                   "station": k.codes[conf.name], "epoch": k.epochs[conf.name], "mark_seq": k.marks[conf.name],
+                   "as_of": as_of, "balances": balances}
+            if kind == "full":
+                doc.update(extras)
+            return json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode()
+        return make
+
+    def send(conf: StationConf, kind: str, allowances: dict[str, int]) -> Sent:
+        try:
+            return _send(conf, kind, allowances)
+        except Exception as e:  # noqa: BLE001 - one station's failure is reported, the others go on
+            sent = Sent(conf.name, kind, 0, status="failed", error=f"{type(e).__name__}: {e}")
+            results[conf.name].batches.append(sent)
+            return sent
+
+    def _send(conf: StationConf, kind: str, allowances: dict[str, int]) -> Sent:
+        balances = balances_of(conf, allowances)
+        hashes = (_sha(balances), extras_sha if kind == "full" else None)
+        if kind == "full" and skip_unchanged and in_force_hashes(store, conf.name) == hashes:
+            sent = Sent(conf.name, kind, 0, status="acked", unchanged=True, volunteers=len(people),
+                        allowance_points=sum(allowances.values()))
+            results[conf.name].batches.append(sent)
+            return sent
+        issued, _bid, body = _record(store, conf.name, kind, k.epochs[conf.name], k.marks[conf.name],
+                                     allowances, body_for(conf, kind, balances), hashes)
+        sent = Sent(conf.name, kind, issued, nbytes=len(body), allowance_points=sum(allowances.values()),
+                    volunteers=len(people))
+        try:
+            sent.status, sent.answer, sent.error = deliver(conf, body)
+        except Exception as e:  # noqa: BLE001 - whatever happened, the answer is unknown
+            sent.status, sent.error = "unknown", f"{type(e).__name__}: {e}"
+        _finish(store, sent)
+        results[conf.name].batches.append(sent)
+        return sent
+
+    with ThreadPoolExecutor(max_workers=max(1, parallel), thread_name_prefix="district-push") as pool:
+        phase1 = list(pool.map(lambda c: send(c, "full", first[c.name]), pushable))
+        acked = {s.station for s in phase1 if s.status == "acked"}
+        more = allocate.top_up(k.balance, want, claims, first, acked)
+        by_name = {c.name: c for c in pushable}
+        list(pool.map(lambda name: send(by_name[name], "topup", more[name]), sorted(more)))
+    for r in results.values():
+        if r.batches:
+            bad = [b for b in r.batches if b.status != "acked"]
+            r.ok = not bad
+            r.error = r.error or (f"{bad[0].kind} batch {bad[0].status}: {bad[0].error}" if bad else None)
+        r.seconds = time.perf_counter() - t0
+    return [results[c.name] for c in stations]
+
+
+def summary(results: list[PushResult]) -> str:
+    lines = [f"{'station':<20} {'push':<7} {'roster+':>7} {'conflicts':>9} {'events':>7} {'people':>7} "
+             f"{'allowed':>9} {'topup':>7}"]
+    for r in results:
+        full = next((b for b in r.batches if b.kind == "full"), None)
+        top = next((b for b in r.batches if b.kind == "topup"), None)
+        ans = (full.answer or {}) if full else {}
+        roster = ans.get("roster") or {}
+        ev = ans.get("events") or {}
+        name = r.station if len(r.station) <= 20 else r.station[:19] + "…"
+        status = "FAILED" if not r.ok else ("same" if full and full.unchanged and not top else "ok")
+        line = (f"{name:<20} {status:<7} {roster.get('added', 0) + roster.get('updated', 0):>7} "
+                f"{len(roster.get('conflicts', [])):>9} {ev.get('added', 0) + ev.get('updated', 0):>7} "
+                f"{full.volunteers if full else 0:>7} "
+                f"{(top or full).allowance_points if full else 0:>9} {top.allowance_points if top else 0:>7}")
+        if r.error:
+            line += f"  {r.error}"
+        for c in roster.get("conflicts", [])[:5]:
+            line += f"\n    conflict: {c.get('number')} (from {c.get('home_station')}) has the {c.get('field')} of {c.get('local_number')} here"
+        lines.append(line)
+    failed = sum(not r.ok for r in results)
+    same = sum(1 for r in results if r.ok and all(b.unchanged for b in r.batches))
+    lines.append(f"{len(results)} station(s) pushed, {failed} failed, {same} unchanged (nothing sent)")
+    return "\n".join(lines)
