@@ -16,6 +16,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+import threading
 import time
 import tomllib
 import urllib.error
@@ -97,6 +98,7 @@ class Knowledge:
     minutes: dict[str, dict[str, int]]  # station -> volunteer -> confirmed minutes
     target: dict[str, str]  # volunteer -> station where last active
     roster: list[dict]
+    seen_issued: int = 0  # the highest batch number any station says it has applied
 
 
 def _j(key: str):
@@ -133,7 +135,9 @@ def know(store: Store) -> Knowledge:
                 continue
             roster.append({"id": data["id"], "number": data["number"], "name": data["name"],
                            "mobile": data["mobile"], "status": data["status"], "home_station": codes[st]})
-    return Knowledge(codes=codes, epochs={c.station: c.epoch for c in cps},
+        seen = conn.execute(select(func.max(_j("issued").as_integer())).where(
+            entity_row.c.entity == "inbox_batch")).scalar() or 0
+    return Knowledge(seen_issued=int(seen), codes=codes, epochs={c.station: c.epoch for c in cps},
                      marks={c.station: int(c.applied_upto or 0) for c in cps}, balance=balance, minutes=minutes,
                      target={v: st for v, (_at, st) in last.items()}, roster=roster)
 
@@ -226,15 +230,19 @@ class Sent:
     unchanged: bool = False  # not sent: the station already has exactly this
 
 
+_issue_lock = threading.Lock()
+
+
 def _record(store: Store, station: str, kind: str, epoch: str, mark: int, allowances: dict[str, int],
-            body_for, hashes: tuple[str, str | None]) -> tuple[int, str, bytes]:
+            body_for, hashes: tuple[str, str | None], seen_issued: int = 0) -> tuple[int, str, bytes]:
     """Write the batch and its allowances (status 'sending') before sending it."""
     batch_id = str(uuid.uuid4())
-    with store._write_lock, store.engine.begin() as conn:
-        issued = conn.execute(push_batch.insert().values(
-            batch_id=batch_id, station=station, kind=kind, epoch=epoch, mark_seq=mark, created_at=now_utc(),
-            status="sending", body_sha256="", balances_sha256=hashes[0], extras_sha256=hashes[1]
-        ).returning(push_batch.c.issued)).scalar()
+    with _issue_lock, store._write_lock, store.engine.begin() as conn:
+        issued = max(conn.execute(select(func.max(push_batch.c.issued))).scalar() or 0, seen_issued) + 1
+        conn.execute(push_batch.insert().values(
+            issued=issued, batch_id=batch_id, station=station, kind=kind, epoch=epoch, mark_seq=mark,
+            created_at=now_utc(), status="sending", body_sha256="", balances_sha256=hashes[0],
+            extras_sha256=hashes[1]))
         body = body_for(batch_id, issued)
         conn.execute(update(push_batch).where(push_batch.c.issued == issued).values(
             body_sha256=hashlib.sha256(body).hexdigest()))
@@ -350,7 +358,7 @@ def push_all(store: Store, stations: list[StationConf], only: set[str] | None = 
             results[conf.name].batches.append(sent)
             return sent
         issued, _bid, body = _record(store, conf.name, kind, k.epochs[conf.name], k.marks[conf.name],
-                                     allowances, body_for(conf, kind, balances), hashes)
+                                     allowances, body_for(conf, kind, balances), hashes, k.seen_issued)
         sent = Sent(conf.name, kind, issued, nbytes=len(body), allowance_points=sum(allowances.values()),
                     volunteers=len(people))
         try:

@@ -93,7 +93,9 @@ pull_log = Table(
 
 push_batch = Table(
     "push_batch", metadata,
-    Column("issued", Integer, primary_key=True, autoincrement=True),  # newer batches: larger
+    # Newer batches: larger. Chosen above every number any station says it has seen, so a
+    # district database rebuilt from scratch can't send numbers the stations take as stale.
+    Column("issued", BigInteger, primary_key=True, autoincrement=False),
     Column("batch_id", String(36), nullable=False, unique=True),
     Column("station", String(64), nullable=False, index=True),
     Column("kind", String(8), nullable=False),  # full | topup
@@ -113,7 +115,7 @@ push_batch = Table(
 
 push_allowance = Table(
     "push_allowance", metadata,
-    Column("issued", Integer, primary_key=True, autoincrement=False),
+    Column("issued", BigInteger, primary_key=True, autoincrement=False),
     Column("volunteer_id", String(64), primary_key=True),
     Column("points", BigInteger, nullable=False),
 )
