@@ -131,3 +131,31 @@ def backfill(session) -> int:
             count += len(chunk)
     state.backfilled = True
     return count
+
+
+def compact(begin, commit, step: int = 20000) -> int:
+    """Drop log rows superseded by a newer row of the same entity; returns how many.
+
+    The newest row of every entity (its current state, or its tombstone) is always kept, so a
+    district pulling from any cursor, or from the start, still ends with every row as it is now;
+    it only no longer sees the states in between. The highest seq is never dropped (it is the
+    newest of its entity), so the epoch's restore check is unaffected. Ledger transactions,
+    postings and stock moves are never superseded (append-only). Works through the log in seq
+    ranges, one short write transaction each (`begin()` starts one, `commit()` ends it).
+    """
+    from sqlalchemy import func, text
+
+    from .db import db
+
+    top = db.session.scalar(select(func.max(ChangeLog.seq))) or 0
+    db.session.rollback()
+    dropped = 0
+    for lo in range(0, top, step):
+        begin()
+        dropped += db.session.execute(text(
+            "DELETE FROM change_log WHERE seq > :lo AND seq <= :hi AND EXISTS ("
+            " SELECT 1 FROM change_log AS newer WHERE newer.entity = change_log.entity"
+            " AND newer.entity_id = change_log.entity_id AND newer.seq > change_log.seq)"),
+            {"lo": lo, "hi": min(lo + step, top)}).rowcount
+        commit()
+    return dropped

@@ -142,9 +142,10 @@ def sync_key_command():
 @click.command("tidy")
 @with_appcontext
 def tidy_command():
-    """Close check-ins left open after their event (unconfirmed, for the manager) and expire
-    pickups not collected in time (points and stock return). Run it nightly from a timer."""
-    from . import checkins, rewards
+    """Close check-ins left open after their event (unconfirmed, for the manager), expire
+    pickups not collected in time (points and stock return), and compact the change log (drop
+    states superseded by a newer one). Run it nightly from a timer."""
+    from . import changelog, checkins, rewards
     from .clock import now
     from .db import begin_write
 
@@ -152,7 +153,9 @@ def tidy_command():
     closed = checkins.close_overdue(now())
     expired = rewards.expire_unclaimed(now())
     db.session.commit()
-    click.echo(f"closed {closed} open check-ins, expired {expired} uncollected redemptions")
+    dropped = changelog.compact(begin_write, db.session.commit)
+    click.echo(f"closed {closed} open check-ins, expired {expired} uncollected redemptions, "
+               f"compacted the change log by {dropped} superseded rows")
 
 
 @click.command("serve")

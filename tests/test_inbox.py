@@ -414,3 +414,16 @@ def test_without_a_snapshot_a_correction_takes_back_the_points(station):
     checkins.correct("manager:wang", checkins.status_of(v, e), start, start + timedelta(minutes=30), "签退时间记错了")
     db.session.commit()
     assert ledger.balance(v) == 5
+
+
+def test_the_manager_sees_what_the_district_sent(app, manager_client, key):
+    mine_mobile = "13805910001"
+    with app.app_context():
+        begin_write()
+        volunteers.register("test", "林秀英", mine_mobile, PIN)
+        db.session.commit()
+        twin = dict(VISITOR, id=str(uuid.uuid4()), number="GL-WQ-0099", mobile=mine_mobile)
+        receive(batch(issued=7, roster=[VISITOR, twin], balances=[bal(VISITOR["id"], 5, 5)]))
+    page = manager_client.get("/manage/sync").get_data(as_text=True)
+    assert "第 7 批" in page and "新增 1，更新 0" in page and "1 人" in page
+    assert "GL-WQ-0099（GL-WQ 站）的手机号和本站的 GL-SFQX-" in page

@@ -646,3 +646,49 @@ def test_paging_while_8_writers_write_misses_nothing_and_repeats_nothing(tmp_pat
     assert len(seen) == len(set(seen)), "duplicates"
     assert sorted(seen) == all_seqs, "missed"
     assert len(all_seqs) >= 8 * 25 * 2 and runs > 1
+
+
+# --- compaction (kiosk tidy) --------------------------------------------------------------------
+
+def _edit_a_lot(app, rounds=5):
+    with using(app):
+        for i in range(rounds):
+            begin_write()
+            for e in db.session.scalars(select(Event)).unique():
+                events.update_event("test", e, events.EventData(
+                    title=f"{e.title[:80]}·{i}", starts_at=e.starts_at, ends_at=e.ends_at, category_id=e.category_id))
+            db.session.commit()
+
+
+def test_compaction_keeps_the_newest_state_of_every_row(app, client, key):
+    business(app)
+    old_pages, old_resume = pull_run(client, key, limit=100)  # a district that pulled before
+    _edit_a_lot(app)
+    with using(app):
+        before, top = log_count(), db.session.scalar(select(func.max(ChangeLog.seq)))
+        dropped = changelog.compact(begin_write, db.session.commit, step=7)
+        assert dropped > 0 and log_count() == before - dropped
+        assert db.session.scalar(select(func.max(ChangeLog.seq))) == top  # the epoch check still holds
+        # no entity has two rows left
+        assert db.session.scalar(select(func.count()).select_from(
+            select(ChangeLog.entity, ChangeLog.entity_id).group_by(ChangeLog.entity, ChangeLog.entity_id)
+            .having(func.count() > 1).subquery())) == 0
+        truth = database_rows()
+        assert changelog.compact(begin_write, db.session.commit) == 0  # nothing more to drop
+    # a district starting from scratch, and one resuming from before, both end with the truth
+    fresh, _ = pull_run(client, key, limit=9)
+    assert replay(changes_of(fresh)) == truth
+    later, _ = pull_run(client, key, old_resume, limit=9)
+    assert replay(changes_of(old_pages) + changes_of(later)) == truth
+
+
+def test_tidy_compacts_the_log(app, runner, key):
+    business(app)
+    _edit_a_lot(app, rounds=2)
+    with using(app):
+        before = log_count()
+    result = runner.invoke(args=["tidy"])
+    assert result.exit_code == 0, result.output
+    assert "compacted the change log by" in result.output
+    with using(app):
+        assert log_count() < before

@@ -1,6 +1,6 @@
-"""The nightly sync in the back office: when the district last pulled, and the station's key."""
+"""The nightly sync in the back office: when the district last pulled, what it sent back, the key."""
 
-from .. import sync
+from .. import inbox, sync
 from ..auth import actor
 from ..db import begin_write, db
 from ..forms import EmptyForm
@@ -10,7 +10,7 @@ from .manage import bp
 
 def _page(status: int = 200, new_key: str | None = None):
     return render("manage/sync.html", "manage/_sync.html", status=status, form=EmptyForm(formdata=None),
-                  new_key=new_key, **sync.status())
+                  new_key=new_key, batches=[(b, inbox.result_of(b)) for b in inbox.batches(10)], **sync.status())
 
 
 @bp.get("/sync")
