@@ -38,4 +38,6 @@ def actor_label(actor: str) -> str:
         return _("志愿者 %(n)s", n=name)
     if kind == "system":
         return _("系统")
+    if kind == "district":
+        return _("区里（夜间同步）")
     return actor

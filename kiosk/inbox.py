@@ -458,6 +458,33 @@ def minutes_elsewhere(volunteer: Volunteer | str) -> int:
     return max(0, snap.minutes_total - snap.minutes_here) if snap else 0
 
 
+POINTS_HERE = "points_here"  # the audit action the district reads as "allow my points here"
+
+
+def ask_points_here(volunteer: Volunteer) -> bool:
+    """The volunteer asks for their points to be allowed at this station from tonight on.
+
+    Written as an audit row (exported like every audit row): the district counts it as
+    activity here, and allows the whole balance where the volunteer was last active. Once a day
+    is enough; returns False when already asked today.
+    """
+    if asked_points_here(volunteer):
+        return False
+    audit.record(f"volunteer:{volunteer.number}", POINTS_HERE, "volunteer", volunteer.id)
+    db.session.flush()
+    return True
+
+
+def asked_points_here(volunteer: Volunteer) -> bool:
+    from datetime import time as dtime
+
+    from .models import AuditLog
+
+    start = datetime.combine(now().date(), dtime.min)
+    return db.session.scalar(select(AuditLog.id).where(
+        AuditLog.action == POINTS_HERE, AuditLog.entity_id == volunteer.id, AuditLog.at >= start).limit(1)) is not None
+
+
 def batches(limit: int = 10) -> list[InboxBatch]:
     return list(db.session.scalars(select(InboxBatch).order_by(InboxBatch.issued.desc()).limit(limit)))
 

@@ -65,8 +65,24 @@ def _station():
         return None
 
 
+def as_of(text: str | None) -> str:
+    """The district's snapshot time (ISO, with an offset) in the station's time zone."""
+    from datetime import datetime
+
+    from .clock import station_tz
+
+    try:
+        at = datetime.fromisoformat(text or "")
+    except ValueError:
+        return (text or "")[:16].replace("T", " ")
+    if at.tzinfo is not None:
+        at = at.astimezone(station_tz()).replace(tzinfo=None)
+    return at.strftime("%Y-%m-%d %H:%M")
+
+
 def init_app(app: Flask) -> None:
-    app.jinja_env.filters.update(date_long=date_long, date_short=date_short, hm=hm, weekday=weekday_name)
+    app.jinja_env.filters.update(date_long=date_long, date_short=date_short, hm=hm, weekday=weekday_name,
+                                 as_of=as_of)
     from .audit import actor_label
     from .web import is_partial
 

@@ -233,3 +233,15 @@ category = "志愿服务"
         ev = s.call(lambda: db.session.get(Event, "0193f2a0-0000-7000-8000-000000000001"), write=False)
         assert ev.cancelled
     assert all(s.call(lambda: inbox.in_force().kind, write=False) == "full" for s in three)
+
+
+def test_bring_my_points_here_moves_them_the_next_night(tmp_path, three, pg_url):
+    a, b, c = three
+    lin_id = a.call(lambda: volunteers.find("13805910001").id, write=False)
+    night(tmp_path, three, pg_url)
+    g = a.call(lambda: ledger.balance(lin_id), write=False)
+    assert spendable_everywhere(three, lin_id) == [g, 0, 0]
+    # at C's kiosk she only looks at the rewards and taps 把我的积分转到本站
+    c.call(lambda: inbox.ask_points_here(volunteers.get(lin_id)))
+    night(tmp_path, three, pg_url)
+    assert spendable_everywhere(three, lin_id) == [0, 0, g]

@@ -26,7 +26,7 @@ def batch(issued=1, kind="full", mark_seq=None, **parts) -> dict:
     doc = {"schema_version": 1, "batch_id": str(uuid.uuid4()), "issued": issued, "kind": kind,
            "station": events.get_station().code, "epoch": sync.current_epoch(),
            "mark_seq": db.session.scalar(select(func.max(ChangeLog.seq))) or 0 if mark_seq is None else mark_seq,
-           "as_of": "2026-11-30T02:30:00", "balances": []}
+           "as_of": "2026-11-29T18:30:00+00:00", "balances": []}
     doc.update(parts)
     return doc
 
@@ -98,7 +98,7 @@ def test_a_full_batch_adds_visitors_events_thresholds_and_balances(station):
     # stars count the hours at other stations: 10 h elsewhere reach the first threshold? no: 50 h
     assert checkins.hours(visitor).total_minutes == 600
     st = inbox.standing(visitor)
-    assert (st.here, st.total, st.as_of) == (80, 80, "2026-11-30T02:30:00")
+    assert (st.here, st.total, st.as_of) == (80, 80, "2026-11-29T18:30:00+00:00")
     # the batch itself is exported, so the district knows which one is in force here
     logged = db.session.scalar(select(ChangeLog).where(ChangeLog.entity == "inbox_batch"))
     assert logged.entity_id == doc["batch_id"] and "result" not in json.loads(logged.data)
@@ -427,3 +427,27 @@ def test_the_manager_sees_what_the_district_sent(app, manager_client, key):
     page = manager_client.get("/manage/sync").get_data(as_text=True)
     assert "第 7 批" in page and "新增 1，更新 0" in page and "1 人" in page
     assert "GL-WQ-0099（GL-WQ 站）的手机号和本站的 GL-SFQX-" in page
+
+
+def test_a_volunteer_asks_for_their_points_here(app, client, key):
+    with app.app_context():
+        v = local_volunteer()
+        receive(batch(balances=[bal(v.id, 0, 90)]))
+        vid = v.id
+    import time
+
+    with client.session_transaction() as s:
+        s["kv"] = {"v": vid, "t": int(time.time())}
+    page = client.get("/me/rewards").get_data(as_text=True)
+    assert "把我的积分转到本站" in page
+    token = csrf_token(client, "/me/rewards")
+    resp = client.post("/me/points-here", data={"csrf_token": token}, headers={"HX-Request": "true"})
+    assert resp.status_code == 200 and resp.headers["HX-Replace-Url"] == "/me/rewards"
+    assert "今晚同步后，您的积分会转到本站" in resp.get_data(as_text=True)
+    client.post("/me/points-here", data={"csrf_token": token})  # twice: still one request
+    with app.app_context():
+        rows = db.session.scalars(select(AuditLog).where(AuditLog.action == "points_here")).all()
+        assert [(r.entity_id, r.actor) for r in rows] == [(vid, f"volunteer:{volunteers.get(vid).number}")]
+        # exported, for the district to read
+        assert db.session.scalar(select(func.count()).select_from(ChangeLog).where(
+            ChangeLog.entity == "audit_log", ChangeLog.entity_id == rows[0].id)) == 1

@@ -3,7 +3,8 @@ volunteer's balance with this station's allowance, sent to every station's inbox
 
 What the district knows comes from the pulled entity rows (store.entity_row):
 - a volunteer's balance: the sum of their ledger transactions at every station;
-- confirmed minutes per station; where they were last active (newest check-in or transaction);
+- confirmed minutes per station; where they were last active (newest check-in, transaction,
+  or "把我的积分转到本站" tapped at a kiosk);
 - the roster: every station's own volunteers (home_station empty there), active or suspended;
 - which batch each station has applied: its exported inbox_batch rows, and our acknowledgements.
 Allowances follow kiosk/district/allocate.py (escrow, two phases). Every batch and its
@@ -24,7 +25,7 @@ import urllib.request
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 from sqlalchemy import and_, func, select, update
@@ -121,10 +122,19 @@ def know(store: Store) -> Knowledge:
                 .group_by(entity_row.c.station, vid)):
             minutes.setdefault(st, {})[v] = int(m or 0)
         last: dict[str, tuple[str, str]] = {}
-        for entity, at_key in (("ledger_txn", "at"), ("checkin", "checked_in_at")):
-            for st, v, at in conn.execute(
-                    select(entity_row.c.station, vid, func.max(_j(at_key).as_string()))
-                    .where(live, entity_row.c.entity == entity).group_by(entity_row.c.station, vid)):
+        asked = _j("entity_id").as_string()
+        activity = [
+            select(entity_row.c.station, vid, func.max(_j("at").as_string()))
+            .where(live, entity_row.c.entity == "ledger_txn").group_by(entity_row.c.station, vid),
+            select(entity_row.c.station, vid, func.max(_j("checked_in_at").as_string()))
+            .where(live, entity_row.c.entity == "checkin").group_by(entity_row.c.station, vid),
+            # "把我的积分转到本站" at a kiosk (kiosk/inbox.py: ask_points_here)
+            select(entity_row.c.station, asked, func.max(_j("at").as_string()))
+            .where(live, entity_row.c.entity == "audit_log", _j("action").as_string() == "points_here")
+            .group_by(entity_row.c.station, asked),
+        ]
+        for q in activity:
+            for st, v, at in conn.execute(q):
                 if v and at and (v not in last or (at, st) > last[v]):
                     last[v] = (at, st)
         codes = {c.station: c.code for c in cps}
@@ -306,7 +316,7 @@ def push_all(store: Store, stations: list[StationConf], only: set[str] | None = 
     deliver = deliver or (lambda conf, body: post_batch(conf, body, retries=retries, backoff=backoff))
     t0 = time.perf_counter()
     k = know(store)
-    as_of = as_of or datetime.now().astimezone().replace(tzinfo=None).isoformat(timespec="seconds")
+    as_of = as_of or datetime.now(UTC).isoformat(timespec="seconds")  # shown in each station's time zone
     results = {c.name: PushResult(c.name) for c in stations}
     pushable = [c for c in stations if c.name in k.codes and (only is None or c.name in only)]
     for c in stations:

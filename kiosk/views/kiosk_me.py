@@ -148,7 +148,21 @@ def me_rewards():
         return redirect(url_for("kiosk.me_start"), code=303)
     balance, offers = rewards.offers(v)
     return render("kiosk/me_rewards.html", "kiosk/_me_rewards.html", volunteer=v, balance=balance, offers=offers,
-                  standing=inbox.standing(v))
+                  standing=inbox.standing(v), asked=inbox.asked_points_here(v))
+
+
+@bp.post("/me/points-here")
+def me_points_here():
+    """Ask for the points held at other stations to be allowed here from tonight."""
+    v = kiosk_volunteer()
+    if v is None:
+        return redirect(url_for("kiosk.me_start"), code=303)
+    begin_write()
+    v = volunteers.get(v.id)
+    inbox.ask_points_here(v)
+    db.session.commit()
+    page, status = me_rewards()
+    return page, status, {"HX-Replace-Url": url_for("kiosk.me_rewards")}
 
 
 @bp.get("/me/rewards/<reward_id>")
