@@ -17,6 +17,7 @@ from urllib.parse import urlencode
 import jsonschema
 import pytest
 import schemathesis
+from schemathesis.core import NOT_SET
 from hypothesis import HealthCheck, given, settings
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
@@ -75,7 +76,8 @@ CHECKS = [response_schema_conformance, status_code_conformance, content_type_con
 # every operation with valid input; those with parameters also with invalid input (schemathesis'
 # negative mode: wrong types, out-of-range limits, over-long cursors...)
 OPERATIONS = [(path, method, mode) for path, item in DOC["paths"].items() for method, op in item.items()
-              for mode in (("positive", "negative") if op.get("parameters") else ("positive",))]
+              for mode in (("positive", "negative") if op.get("parameters") or op.get("requestBody")
+                           else ("positive",))]
 
 
 def send(app, key, case):
@@ -84,6 +86,11 @@ def send(app, key, case):
     path = case.formatted_path + (f"?{qs}" if qs else "")
     body = b""
     headers = {k: str(v) for k, v in (case.headers or {}).items()}
+    if case.body is not NOT_SET:  # the inbox: a generated (or, in negative mode, broken) JSON body
+        body = case.body if isinstance(case.body, bytes) else json.dumps(
+            case.body, ensure_ascii=False, default=lambda o: o.decode("latin-1") if isinstance(o, bytes) else str(o)
+        ).encode()
+        headers["Content-Type"] = "application/json"
     if needs_signature(case):
         headers.update(signing.signed_headers(key, case.method, path, body, now=NOW_UNIX))
     return path, app.test_client().open(path, method=case.method, headers=headers, data=body)
