@@ -435,12 +435,21 @@ class Standing:
 
 
 def standing(volunteer: Volunteer | str) -> Standing:
+    """What the volunteer may spend here, and the district's total as of its snapshot.
+
+    A batch from before the station's epoch changed (the database was restored from a backup)
+    allows nothing: the district may have moved those points elsewhere since. Until the next
+    batch, only this station's own points after that batch's mark are spendable (the district
+    counts the same: kiosk/district/push.py, candidates).
+    """
+    from .sync import current_epoch
+
     vid = volunteer if isinstance(volunteer, str) else volunteer.id
     batch = in_force()
     mark = batch.mark_posting if batch else 0
     since = db.session.scalar(select(func.coalesce(func.sum(Posting.amount), 0)).where(
         Posting.account == f"v:{vid}", Posting.id > mark))
-    if batch is None:
+    if batch is None or batch.epoch != current_epoch():
         return Standing(here=since, total=None, as_of=None, since=since)
     snap = db.session.get(Allowance, vid)
     allowance, total = (snap.points, snap.total) if snap else (0, 0)

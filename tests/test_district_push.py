@@ -245,3 +245,41 @@ def test_bring_my_points_here_moves_them_the_next_night(tmp_path, three, pg_url)
     c.call(lambda: inbox.ask_points_here(volunteers.get(lin_id)))
     night(tmp_path, three, pg_url)
     assert spendable_everywhere(three, lin_id) == [0, 0, g]
+
+
+def test_a_restored_station_resurrects_no_allowance(tmp_path, three, pg_url):
+    """A backed-up batch that allowed her points at A must not come back with the backup after
+    the district moved them to B."""
+    import shutil
+
+    a, b, c = three
+    lin_id = a.call(lambda: volunteers.find("13805910001").id, write=False)
+    night(tmp_path, three, pg_url)
+    g = a.call(lambda: ledger.balance(lin_id), write=False)
+    assert spendable_everywhere(three, lin_id) == [g, 0, 0]
+    backup = tmp_path / "a-backup.sqlite3"
+    harness.run_cli(a.folder, "backup", str(backup))  # A's database with "all of it allowed at A"
+    b.call(lambda: inbox.ask_points_here(volunteers.get(lin_id)))
+    night(tmp_path, three, pg_url)
+    assert spendable_everywhere(three, lin_id) == [0, g, 0]
+    # A's disk dies; the manager restores last week's backup
+    a.server.stop()
+    for suffix in ("-wal", "-shm"):
+        (a.folder / f"kiosk.sqlite3{suffix}").unlink(missing_ok=True)
+    shutil.copy(backup, a.folder / "kiosk.sqlite3")
+    a.server.start()
+    with a.app.app_context():
+        db.engine.dispose()
+    assert a.call(lambda: inbox.in_force() is not None, write=False)  # the old batch is back...
+    assert spendable_everywhere(three, lin_id) == [0, g, 0]  # ...but allows nothing
+    # the next night: A is pulled afresh (new epoch) and nothing moves back by mistake
+    out = night(tmp_path, three, pg_url)
+    assert "full resync" in out
+    assert spendable_everywhere(three, lin_id) == [0, g, 0]
+    store = Store(pg_url)
+    try:
+        k = dpush.know(store)
+        for vid, bal in k.balance.items():
+            assert sum(spendable_everywhere(three, vid)) <= bal, vid
+    finally:
+        store.dispose()

@@ -167,32 +167,51 @@ def _grant(conn, issued: int, mark: int) -> allocate.Grant:
     return allocate.Grant(issued, mark, {v: int(p) for v, p in rows})
 
 
-def candidates(store: Store, station: str) -> list[allocate.Grant] | None:
+def _base(conn, station: str, epoch: str) -> tuple[allocate.Grant | None, bool]:
+    """The batch surely in force at the station: (its grant, whether the district can tell).
+
+    Known applied: the newest batch the station exported (what the pull brought), or the newest
+    the station acknowledged in its current epoch. A batch exported from an older epoch (the
+    station was restored from a backup made after applying it) allows nothing any more, at its
+    mark (kiosk/inbox.py: standing). Batches sent in an older epoch are not in the restored
+    database at all.
+    """
+    applied = conn.execute(select(_j("issued").as_integer(), _j("epoch").as_string(), _j("mark_seq").as_integer())
+                           .where(entity_row.c.station == station, entity_row.c.entity == "inbox_batch",
+                                  entity_row.c.deleted.is_(False))
+                           .order_by(_j("issued").as_integer().desc()).limit(1)).first()
+    acked = conn.execute(select(func.max(push_batch.c.issued)).where(
+        push_batch.c.station == station, push_batch.c.status == "acked", push_batch.c.epoch == epoch)).scalar() or 0
+    if acked and (applied is None or acked >= applied[0]):
+        issued = acked
+    elif applied is not None:
+        issued, batch_epoch, mark = int(applied[0]), applied[1], int(applied[2])
+        if batch_epoch != epoch:
+            return allocate.Grant(issued, mark, {}), True
+    else:
+        return allocate.NO_GRANT, True
+    row = conn.execute(select(push_batch.c.mark_seq).where(push_batch.c.issued == issued,
+                                                           push_batch.c.station == station)).first()
+    if row is None:  # the station applied a batch this district database has no record of
+        return None, False
+    return _grant(conn, issued, int(row.mark_seq)), True
+
+
+def candidates(store: Store, station: str, epoch: str) -> list[allocate.Grant] | None:
     """The batches the station may have in force; None when the district can't tell (it lost
     the allowances of a batch the station says it applied)."""
     with store.engine.connect() as conn:
-        applied = conn.execute(select(func.max(_j("issued").as_integer())).where(
-            entity_row.c.station == station, entity_row.c.entity == "inbox_batch",
-            entity_row.c.deleted.is_(False))).scalar() or 0
-        acked = conn.execute(select(func.max(push_batch.c.issued)).where(
-            push_batch.c.station == station, push_batch.c.status == "acked")).scalar() or 0
-        base_issued = max(applied, acked)
-        if base_issued:
-            row = conn.execute(select(push_batch.c.mark_seq).where(push_batch.c.issued == base_issued,
-                                                                   push_batch.c.station == station)).first()
-            if row is None:
-                return None
-            base = _grant(conn, base_issued, int(row.mark_seq))
-        else:
-            base = allocate.NO_GRANT
+        base, known = _base(conn, station, epoch)
+        if not known:
+            return None
         later = conn.execute(select(push_batch.c.issued, push_batch.c.mark_seq).where(
-            push_batch.c.station == station, push_batch.c.issued > base_issued,
+            push_batch.c.station == station, push_batch.c.epoch == epoch, push_batch.c.issued > base.issued,
             push_batch.c.status.in_(("unknown", "sending"))).order_by(push_batch.c.issued)).all()
         return [base] + [_grant(conn, r.issued, int(r.mark_seq)) for r in later]
 
 
 def station_claims(store: Store, station: str, k: Knowledge) -> dict[str, int]:
-    cands = candidates(store, station)
+    cands = candidates(store, station, k.epochs[station])
     if cands is None:  # can't tell: assume it may let anyone spend everything
         return {v: max(0, g) for v, g in k.balance.items()}
     return allocate.claims(cands, lambda mark: net_after(store, station, mark))
@@ -205,25 +224,25 @@ def _sha(value) -> str:
                                      default=str).encode()).hexdigest()
 
 
-def in_force_hashes(store: Store, station: str) -> tuple[str | None, str | None]:
+def in_force_hashes(store: Store, station: str, epoch: str) -> tuple[str | None, str | None]:
     """(balances hash of the batch surely in force, extras hash of the full batch behind it);
-    (None, None) when a later batch's fate is unknown or the district can't tell."""
+    (None, None) when a later batch's fate is unknown, the one in force is void (restored
+    station) or the district can't tell."""
     with store.engine.connect() as conn:
-        applied = conn.execute(select(func.max(_j("issued").as_integer())).where(
-            entity_row.c.station == station, entity_row.c.entity == "inbox_batch",
-            entity_row.c.deleted.is_(False))).scalar() or 0
-        acked = conn.execute(select(func.max(push_batch.c.issued)).where(
-            push_batch.c.station == station, push_batch.c.status == "acked")).scalar() or 0
-        base = max(applied, acked)
-        if not base or conn.execute(select(func.count()).select_from(push_batch).where(
-                push_batch.c.station == station, push_batch.c.issued > base,
+        base, known = _base(conn, station, epoch)
+        if not known or not base.issued or conn.execute(select(func.count()).select_from(push_batch).where(
+                push_batch.c.station == station, push_batch.c.epoch == epoch, push_batch.c.issued > base.issued,
                 push_batch.c.status.in_(("unknown", "sending")))).scalar():
             return None, None
-        bal = conn.execute(select(push_batch.c.balances_sha256).where(push_batch.c.issued == base)).scalar()
+        row = conn.execute(select(push_batch.c.balances_sha256, push_batch.c.epoch).where(
+            push_batch.c.issued == base.issued)).first()
+        if row is None or row.epoch != epoch:
+            return None, None
         extras = conn.execute(select(push_batch.c.extras_sha256).where(
-            push_batch.c.station == station, push_batch.c.kind == "full", push_batch.c.issued <= base,
-            push_batch.c.status == "acked").order_by(push_batch.c.issued.desc()).limit(1)).scalar()
-        return bal, extras
+            push_batch.c.station == station, push_batch.c.kind == "full", push_batch.c.issued <= base.issued,
+            push_batch.c.epoch == epoch, push_batch.c.status.in_(("acked", "unknown")))
+            .order_by(push_batch.c.issued.desc()).limit(1)).scalar()
+        return row.balances_sha256, extras
 
 
 @dataclass
@@ -362,7 +381,7 @@ def push_all(store: Store, stations: list[StationConf], only: set[str] | None = 
     def _send(conf: StationConf, kind: str, allowances: dict[str, int]) -> Sent:
         balances = balances_of(conf, allowances)
         hashes = (_sha(balances), extras_sha if kind == "full" else None)
-        if kind == "full" and skip_unchanged and in_force_hashes(store, conf.name) == hashes:
+        if kind == "full" and skip_unchanged and in_force_hashes(store, conf.name, k.epochs[conf.name]) == hashes:
             sent = Sent(conf.name, kind, 0, status="acked", unchanged=True, volunteers=len(people),
                         allowance_points=sum(allowances.values()))
             results[conf.name].batches.append(sent)
