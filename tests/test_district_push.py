@@ -283,3 +283,26 @@ def test_a_restored_station_resurrects_no_allowance(tmp_path, three, pg_url):
             assert sum(spendable_everywhere(three, vid)) <= bal, vid
     finally:
         store.dispose()
+
+
+def test_points_lost_with_a_restore_after_being_moved_are_reported(tmp_path, three, pg_url):
+    """Points earned at A after its last backup, moved to B, then lost when A is restored: the
+    district can't undo B's allowance, and says so."""
+    import shutil
+
+    a, b, c = three
+    lin_id = a.call(lambda: volunteers.find("13805910001").id, write=False)
+    night(tmp_path, three, pg_url)
+    backup = tmp_path / "a-backup.sqlite3"
+    harness.run_cli(a.folder, "backup", str(backup))
+    a.call(lambda: ledger.adjust("manager:demo", volunteers.get(lin_id), 30, "补记积分"))
+    b.call(lambda: inbox.ask_points_here(volunteers.get(lin_id)))
+    out = night(tmp_path, three, pg_url)
+    assert "WARNING" not in out
+    a.server.stop()
+    for suffix in ("-wal", "-shm"):
+        (a.folder / f"kiosk.sqlite3{suffix}").unlink(missing_ok=True)
+    shutil.copy(backup, a.folder / "kiosk.sqlite3")
+    a.server.start()
+    out = night(tmp_path, three, pg_url)
+    assert "WARNING: 1 volunteer(s) may spend more than their balance" in out and lin_id in out

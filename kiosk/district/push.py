@@ -320,6 +320,17 @@ class PushResult:
     batches: list[Sent] = field(default_factory=list)
     error: str | None = None
     seconds: float = 0.0
+    # Volunteers whom the stations may let spend more than their balance: only possible after a
+    # station restored from a backup lost points that were already allowed elsewhere.
+    overdrawn: list[str] = field(default_factory=list)
+
+
+def overdrawn(balance: dict[str, int], claims: dict[str, dict[str, int]]) -> list[str]:
+    exposure: dict[str, int] = {}
+    for per in claims.values():
+        for v, c in per.items():
+            exposure[v] = exposure.get(v, 0) + max(0, c)
+    return sorted(v for v, x in exposure.items() if x > max(0, balance.get(v, 0)))
 
 
 def push_all(store: Store, stations: list[StationConf], only: set[str] | None = None,
@@ -344,6 +355,7 @@ def push_all(store: Store, stations: list[StationConf], only: set[str] | None = 
         elif only is not None and c.name not in only:
             results[c.name].error = "not pulled tonight: skipped"
     claims = {s: station_claims(store, s, k) for s in k.codes}
+    over = overdrawn(k.balance, claims)
     want = allocate.desired(k.balance, k.target)
     first = allocate.phase_one(want, claims, [c.name for c in pushable])
     minutes_total: dict[str, int] = {}
@@ -405,6 +417,7 @@ def push_all(store: Store, stations: list[StationConf], only: set[str] | None = 
         by_name = {c.name: c for c in pushable}
         list(pool.map(lambda name: send(by_name[name], "topup", more[name]), sorted(more)))
     for r in results.values():
+        r.overdrawn = over
         if r.batches:
             bad = [b for b in r.batches if b.status != "acked"]
             r.ok = not bad
@@ -436,4 +449,9 @@ def summary(results: list[PushResult]) -> str:
     failed = sum(not r.ok for r in results)
     same = sum(1 for r in results if r.ok and all(b.unchanged for b in r.batches))
     lines.append(f"{len(results)} station(s) pushed, {failed} failed, {same} unchanged (nothing sent)")
+    over = results[0].overdrawn if results else []
+    if over:
+        lines.append(f"WARNING: {len(over)} volunteer(s) may spend more than their balance (a station restored from "
+                     f"a backup lost points already allowed elsewhere): {', '.join(over[:10])}"
+                     + (" …" if len(over) > 10 else ""))
     return "\n".join(lines)
