@@ -55,6 +55,11 @@ class BatchConflict(DomainError):
     message = _l("这个批次号已经用过，但内容不同：请区里换一个新的批次号。")
 
 
+class WouldOverdraw(DomainError):
+    status = 409
+    message = _l("这个批次会让志愿者在本站的可用积分变成负数（区里统计之后本站又有支出），已拒收；下次同步会重新计算。")
+
+
 class StaleBatch(DomainError):
     status = 409
     message = _l("这个批次比本站正在使用的批次旧，已拒收。")
@@ -179,6 +184,13 @@ def parse(raw: bytes) -> Batch:
     batch.balances = [_balance(b, f"balances[{i}]") for i, b in enumerate(batch.balances)]
     if len({b["volunteer_id"] for b in batch.balances}) != len(batch.balances):
         _fail("balances", "a volunteer appears twice")
+    for key, items in (("roster", batch.roster), ("events", batch.events)):
+        if items is not None and len({x["id"] for x in items}) != len(items):
+            _fail(key, "an id appears twice")
+    if batch.roster is not None:
+        for key in ("number", "mobile"):
+            if len({m[key] for m in batch.roster}) != len(batch.roster):
+                _fail("roster", f"two volunteers with the same {key}")
     return batch
 
 
@@ -203,8 +215,8 @@ def _member(m: dict, where: str) -> dict:
            "status": m.get("status"), "home_station": _text(m, "home_station", where, 32)}
     if not NUMBER.fullmatch(out["number"]) or not MOBILE.match(out["mobile"]):
         _fail(where, "number / mobile")
-    if out["status"] not in ("active", "suspended"):
-        _fail(where, "status: active or suspended")
+    if out["status"] not in ("pending", "active", "suspended"):
+        _fail(where, "status: pending, active or suspended")
     return out
 
 
@@ -248,6 +260,7 @@ def receive(raw: bytes, encoding: str | None = None) -> tuple[dict, bool]:
     if current is not None and (batch.issued <= current.issued or batch.mark_seq < current.mark_seq):
         raise StaleBatch()
     mark_posting = _posting_mark(batch.mark_seq, current)
+    _refuse_overdraw(batch.balances, mark_posting)
     result: dict = {"batch_id": batch.id, "kind": batch.kind, "station": station.code}
     if batch.thresholds is not None:
         result["thresholds"] = _apply_thresholds(station, batch.thresholds)
@@ -278,6 +291,19 @@ def _posting_mark(mark_seq: int, current: InboxBatch | None) -> int:
         select(func.max(Posting.id)).join(ChangeLog, ChangeLog.entity_id == Posting.txn_id).where(
             ChangeLog.entity == "ledger_txn", ChangeLog.seq > since_seq, ChangeLog.seq <= mark_seq))
     return max(since_posting, found or 0)
+
+
+def _refuse_overdraw(balances: list[dict], mark_posting: int) -> None:
+    """Refuse a batch under which someone could spend below zero here: points spent at this
+    station after the district's snapshot, beyond the new allowance. The batch in force stays
+    (it still covers that spending); the district counts this batch as not applied."""
+    allowed = {b["volunteer_id"]: b["points"] for b in balances}
+    spent = db.session.execute(
+        select(Posting.account, func.sum(Posting.amount)).where(Posting.id > mark_posting, Posting.account.like("v:%"))
+        .group_by(Posting.account).having(func.sum(Posting.amount) < 0))
+    for account, net in spent:
+        if allowed.get(account[2:], 0) + net < 0:
+            raise WouldOverdraw()
 
 
 def _apply_thresholds(station, thresholds: list[int]) -> bool:
@@ -387,8 +413,11 @@ def _apply_roster(items: list[dict], own_code: str) -> dict:
             audit.record(ACTOR, "roster_add", "volunteer", v.id, number=v.number, home_station=v.home_station)
         else:
             v = db.session.get(Volunteer, m["id"])
-            changes = {k: [getattr(v, k), m[k]] for k in ("number", "name", "mobile", "status", "home_station")
-                       if getattr(v, k) != m[k]}
+            wanted = dict(m)
+            if v.status == "suspended" and m["status"] == "active" and _suspended_here(v.id):
+                wanted["status"] = "suspended"  # this station's manager suspended them: that stands
+            changes = {k: [getattr(v, k), wanted[k]] for k in ("number", "name", "mobile", "status", "home_station")
+                       if getattr(v, k) != wanted[k]}
             if not changes:
                 continue
             for k, (_old, new) in changes.items():
@@ -403,6 +432,17 @@ def _apply_roster(items: list[dict], own_code: str) -> dict:
         by_number[m["number"]] = by_mobile[m["mobile"]] = m["id"]
         db.session.flush()
     return {"added": added, "updated": updated, "conflicts": conflicts}
+
+
+def _suspended_here(volunteer_id: str) -> bool:
+    """Whether the last status change of this volunteer here was a manager's (not the roster's)."""
+    from .models import AuditLog
+
+    last = db.session.scalar(select(AuditLog).where(
+        AuditLog.entity == "volunteer", AuditLog.entity_id == volunteer_id,
+        AuditLog.action.in_(("status", "roster_update", "roster_add"))).order_by(AuditLog.at.desc(), AuditLog.id.desc())
+        .limit(1))
+    return last is not None and last.action == "status"
 
 
 def _number_of(by_number: dict, by_mobile: dict, m: dict, field: str) -> str:

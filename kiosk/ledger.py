@@ -27,7 +27,7 @@ KINDS = ("earn", "redeem", "adjust", "reverse", "expire")
 
 class InsufficientPoints(DomainError):
     def __init__(self, balance: int, price: int):
-        super().__init__(_l("积分不够：需要 %(p)d 分，您现在可用 %(b)d 分。", p=price, b=balance))
+        super().__init__(_l("积分不够：需要 %(p)d 分，本站现在可用 %(b)d 分。", p=price, b=balance))
 
 
 class TxnConflict(DomainError):
@@ -130,7 +130,7 @@ def settle_checkin(c: CheckIn, actor: str) -> LedgerTxn | None:
     if live is not None:
         # Points already spent are not clawed back below zero: the new earn keeps at least what
         # the balance can't give back (the passbook shows the reversal and the new earn).
-        wanted = max(wanted, live.points - spendable(c.volunteer_id))
+        wanted = max(wanted, live.points - max(0, spendable(c.volunteer_id)))
     if live is not None and live.points == wanted:
         return live
     if live is not None:
@@ -206,13 +206,12 @@ def passbook(volunteer: Volunteer, limit: int = 200, top: int | None = None) -> 
 
 
 def passbook_here(volunteer: Volunteer, limit: int = 200):
-    """(the volunteer's standing here (kiosk/inbox.py), the passbook lines counted back from
-    what is available here)."""
+    """(the volunteer's standing here (kiosk/inbox.py), this station's passbook lines with the
+    running balance of this station's book)."""
     from .inbox import standing
 
-    st = standing(volunteer)
-    _total, lines = passbook(volunteer, limit, top=st.here if st.total is not None else None)
-    return st, lines
+    _total, lines = passbook(volunteer, limit)
+    return standing(volunteer), lines
 
 
 def volunteer_balances() -> dict[str, int]:

@@ -13,7 +13,7 @@ from .ids import new_id
 SCHEMA_VERSION = 1
 # The newest migration; tests/test_db.py proves it is Alembic's head. `kiosk serve` compares the
 # database with it at start without loading Alembic.
-SCHEMA_HEAD = "5b0d1e2f3a41"
+SCHEMA_HEAD = "6c2e7f1a9d03"
 
 
 class Station(db.Model):
@@ -442,6 +442,10 @@ class SyncState(db.Model):
 
     id: Mapped[int] = mapped_column(primary_key=True, default=1)
     epoch: Mapped[str] = mapped_column(String(32))
+    # The highest posting id when this epoch began: after a restore, what the batch that came
+    # back with the backup counted is void, and only postings after this are this station's own
+    # new points (kiosk/inbox.py: standing).
+    epoch_posting: Mapped[int] = mapped_column(default=0, server_default="0")
     backfilled: Mapped[bool] = mapped_column(default=False)
     changed_at: Mapped[datetime] = mapped_column(default=now)
 

@@ -182,7 +182,13 @@ def register(actor: str, name: str, mobile: str, pin: str | None, teams: list[st
     return v
 
 
+class VisitingDetails(InvalidInput):
+    message = _l("这位志愿者是在其他站点登记的，姓名和手机号以登记的站为准，请到那个站修改。")
+
+
 def update(actor: str, v: Volunteer, name: str, mobile: str, teams: list[str]) -> Volunteer:
+    if v.visiting and (clean(name) != v.name or normalise_mobile(mobile) != v.mobile):
+        raise VisitingDetails(field="name")
     name = check_name(name)
     mobile = check_mobile(mobile, exclude_id=v.id)
     new_teams = teams_from_names(teams)

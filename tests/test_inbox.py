@@ -145,7 +145,7 @@ def test_an_older_batch_than_the_one_in_force_is_refused(station):
     ({"balances": [bal("11111111-1111-1111-1111-111111111111", 1, 1)] * 2}, inbox.BadBatch),
     ({"roster": [dict(VISITOR, mobile="12345")]}, inbox.BadBatch),
     ({"roster": [dict(VISITOR, name="\u202e坏人")]}, inbox.BadBatch),
-    ({"roster": [dict(VISITOR, status="pending")]}, inbox.BadBatch),
+    ({"roster": [dict(VISITOR, status="retired")]}, inbox.BadBatch),
     ({"events": [{"id": str(uuid.uuid4()), "title": "x", "starts_at": "2026-12-05T11:00",
                   "ends_at": "2026-12-05T09:00"}]}, inbox.BadBatch),
     ({"kind": "topup", "roster": []}, inbox.BadBatch),
@@ -160,7 +160,7 @@ def test_bad_batches_are_refused_and_change_nothing(station, change, error):
 
 def test_a_roster_entry_clashing_with_a_local_volunteer_is_skipped_and_reported(station):
     mine = local_volunteer()
-    twin = dict(VISITOR, id=str(uuid.uuid4()), mobile=mine.mobile)
+    twin = dict(VISITOR, id=str(uuid.uuid4()), number="GL-WQ-0011", mobile=mine.mobile)
     result, _ = receive(batch(roster=[twin, VISITOR]))
     assert result["roster"]["added"] == 1
     assert result["roster"]["conflicts"] == [{"id": twin["id"], "number": twin["number"], "home_station": "GL-WQ",
@@ -451,3 +451,78 @@ def test_a_volunteer_asks_for_their_points_here(app, client, key):
         # exported, for the district to read
         assert db.session.scalar(select(func.count()).select_from(ChangeLog).where(
             ChangeLog.entity == "audit_log", ChangeLog.entity_id == rows[0].id)) == 1
+
+
+def test_a_batch_that_would_overdraw_someone_is_refused(station):
+    """Spent here after the district's snapshot: a batch whose allowance doesn't cover it would
+    leave them below zero here; the batch in force (which covers it) stays."""
+    v = local_volunteer()
+    earn(v, 50)
+    receive(batch(balances=[bal(v.id, 50, 50)]))
+    mark = db.session.scalar(select(func.max(ChangeLog.seq)))  # the district pulls here...
+    r = reward(price=50)
+    begin_write()
+    rewards.redeem(v, r, None)  # ...then she spends it here before the push arrives
+    db.session.commit()
+    with pytest.raises(inbox.WouldOverdraw):
+        receive(batch(issued=2, mark_seq=mark, balances=[bal(v.id, 0, 50)]))  # it moved her 50 elsewhere
+    assert inbox.in_force().issued == 1 and inbox.standing(v).here == 0
+    receive(batch(issued=3, mark_seq=mark, balances=[bal(v.id, 50, 50)]))  # a batch that covers it
+    assert inbox.standing(v).here == 0
+
+
+def test_duplicate_ids_in_a_batch_are_refused(station):
+    with pytest.raises(inbox.BadBatch):
+        receive(batch(roster=[VISITOR, VISITOR]))
+    ev = {"id": str(uuid.uuid4()), "title": "x", "starts_at": "2026-12-05T09:00", "ends_at": "2026-12-05T10:00"}
+    with pytest.raises(inbox.BadBatch):
+        receive(batch(events=[ev, ev]))
+    with pytest.raises(inbox.BadBatch):
+        receive(batch(roster=[VISITOR, dict(VISITOR, id=str(uuid.uuid4()), number="GL-WQ-0008")]))  # same mobile
+
+
+def test_a_correction_never_raises_points_when_little_is_available_here(station):
+    v = local_volunteer()
+    start = FROZEN.replace(hour=8)
+    begin_write()
+    e = events.create_event("test", events.EventData(title="义诊", starts_at=start, ends_at=start + timedelta(hours=2)))
+    db.session.commit()
+    begin_write()
+    checkins.check_in(v, e, "kiosk", at=start)
+    checkins.check_out(v, e, "kiosk", at=start + timedelta(hours=2))
+    db.session.commit()
+    receive(batch(balances=[bal(v.id, 0, 20)]))  # the 20 are held elsewhere
+    begin_write()
+    checkins.correct("manager:wang", checkins.status_of(v, e), start, start + timedelta(minutes=30), "记错了")
+    db.session.commit()
+    assert ledger.balance(v) == 20 and inbox.standing(v).here == 0
+
+
+def test_roster_statuses_and_a_local_suspension(station):
+    receive(batch(roster=[VISITOR]))
+    v = db.session.get(Volunteer, VISITOR["id"])
+    begin_write()
+    volunteers.set_status("manager:wang", v, "suspended", "在本站违规")
+    db.session.commit()
+    receive(batch(issued=2, roster=[VISITOR]))  # home still says active: the local suspension stands
+    assert db.session.get(Volunteer, VISITOR["id"]).status == "suspended"
+    begin_write()
+    volunteers.set_status("manager:wang", db.session.get(Volunteer, VISITOR["id"]), "active")
+    db.session.commit()
+    receive(batch(issued=3, roster=[dict(VISITOR, status="pending")]))  # home sends them back to review
+    assert db.session.get(Volunteer, VISITOR["id"]).status == "pending"
+    receive(batch(issued=4, roster=[VISITOR]))
+    assert db.session.get(Volunteer, VISITOR["id"]).status == "active"
+
+
+def test_a_visitors_name_and_mobile_follow_the_home_station(station):
+    receive(batch(roster=[VISITOR]))
+    v = db.session.get(Volunteer, VISITOR["id"])
+    begin_write()
+    with pytest.raises(volunteers.VisitingDetails):
+        volunteers.update("manager:wang", v, "改个名", VISITOR["mobile"], [])
+    db.session.rollback()
+    begin_write()
+    volunteers.update("manager:wang", db.session.get(Volunteer, VISITOR["id"]), VISITOR["name"], VISITOR["mobile"],
+                      ["助老服务队"])  # teams are this station's own business
+    db.session.commit()

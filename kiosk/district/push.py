@@ -3,9 +3,9 @@ volunteer's balance with this station's allowance, sent to every station's inbox
 
 What the district knows comes from the pulled entity rows (store.entity_row):
 - a volunteer's balance: the sum of their ledger transactions at every station;
-- confirmed minutes per station; where they were last active (newest check-in, transaction,
-  or "把我的积分转到本站" tapped at a kiosk);
-- the roster: every station's own volunteers (home_station empty there), active or suspended;
+- confirmed minutes per station; where they were last active (newest check-in, points earned
+  or redeemed, or "把我的积分转到本站" tapped at a kiosk; by station time minus its clock offset);
+- the roster: every station's own volunteers (home_station empty there), with their status;
 - which batch each station has applied: its exported inbox_batch rows, and our acknowledgements.
 Allowances follow kiosk/district/allocate.py (escrow, two phases). Every batch and its
 allowances are written to push_batch / push_allowance BEFORE it is sent, so a crash or a lost
@@ -25,7 +25,7 @@ import urllib.request
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy import and_, func, select, update
@@ -109,7 +109,7 @@ def _j(key: str):
 def know(store: Store) -> Knowledge:
     with store.engine.connect() as conn:
         cps = conn.execute(select(checkpoint.c.station, checkpoint.c.code, checkpoint.c.epoch,
-                                  checkpoint.c.applied_upto)).all()
+                                  checkpoint.c.applied_upto, checkpoint.c.clock_offset_s)).all()
         live = and_(entity_row.c.deleted.is_(False))
         vid = _j("volunteer_id").as_string()
         balance = {v: int(n) for v, n in conn.execute(
@@ -121,27 +121,37 @@ def know(store: Store) -> Knowledge:
                 .where(live, entity_row.c.entity == "checkin", _j("status").as_string() == "confirmed")
                 .group_by(entity_row.c.station, vid)):
             minutes.setdefault(st, {})[v] = int(m or 0)
-        last: dict[str, tuple[str, str]] = {}
+        # Where the volunteer was last active: what they did themselves (a check-in, points
+        # earned by it, a redemption, "把我的积分转到本站"), not a manager's award or a nightly
+        # expiry. Station times are corrected by each station's measured clock offset.
         asked = _j("entity_id").as_string()
         activity = [
             select(entity_row.c.station, vid, func.max(_j("at").as_string()))
-            .where(live, entity_row.c.entity == "ledger_txn").group_by(entity_row.c.station, vid),
+            .where(live, entity_row.c.entity == "ledger_txn", _j("kind").as_string().in_(("earn", "redeem")))
+            .group_by(entity_row.c.station, vid),
             select(entity_row.c.station, vid, func.max(_j("checked_in_at").as_string()))
             .where(live, entity_row.c.entity == "checkin").group_by(entity_row.c.station, vid),
-            # "把我的积分转到本站" at a kiosk (kiosk/inbox.py: ask_points_here)
             select(entity_row.c.station, asked, func.max(_j("at").as_string()))
             .where(live, entity_row.c.entity == "audit_log", _j("action").as_string() == "points_here")
             .group_by(entity_row.c.station, asked),
         ]
+        offsets = {c.station: c.clock_offset_s or 0.0 for c in cps}
+        last: dict[str, tuple[datetime, str]] = {}
         for q in activity:
             for st, v, at in conn.execute(q):
-                if v and at and (v not in last or (at, st) > last[v]):
-                    last[v] = (at, st)
+                if not (v and at):
+                    continue
+                try:
+                    when = datetime.fromisoformat(at) - timedelta(seconds=offsets.get(st, 0.0))
+                except ValueError:
+                    continue
+                if v not in last or (when, st) > last[v]:
+                    last[v] = (when, st)
         codes = {c.station: c.code for c in cps}
         roster = []
         for st, data in conn.execute(select(entity_row.c.station, entity_row.c.data).where(
                 live, entity_row.c.entity == "volunteer").order_by(entity_row.c.station, entity_row.c.entity_id)):
-            if data.get("home_station") or data.get("status") not in ("active", "suspended") or not codes.get(st):
+            if data.get("home_station") or not codes.get(st):
                 continue
             roster.append({"id": data["id"], "number": data["number"], "name": data["name"],
                            "mobile": data["mobile"], "status": data["status"], "home_station": codes[st]})
@@ -227,13 +237,18 @@ def _sha(value) -> str:
 def in_force_hashes(store: Store, station: str, epoch: str) -> tuple[str | None, str | None]:
     """(balances hash of the batch surely in force, extras hash of the full batch behind it);
     (None, None) when a later batch's fate is unknown, the one in force is void (restored
-    station) or the district can't tell."""
+    station), the station has points moving since its mark (then its claims differ from the
+    allowances: it must get the new batch, so the top-ups can count on it), or the district
+    can't tell."""
     with store.engine.connect() as conn:
         base, known = _base(conn, station, epoch)
         if not known or not base.issued or conn.execute(select(func.count()).select_from(push_batch).where(
                 push_batch.c.station == station, push_batch.c.epoch == epoch, push_batch.c.issued > base.issued,
                 push_batch.c.status.in_(("unknown", "sending")))).scalar():
             return None, None
+    if any(net_after(store, station, base.mark).values()):
+        return None, None
+    with store.engine.connect() as conn:
         row = conn.execute(select(push_batch.c.balances_sha256, push_batch.c.epoch).where(
             push_batch.c.issued == base.issued)).first()
         if row is None or row.epoch != epoch:
@@ -287,7 +302,7 @@ def _finish(store: Store, sent: Sent) -> None:
             status=sent.status, answer=sent.answer, error=sent.error))
 
 
-def post_batch(conf: StationConf, body: bytes, retries: int = 4, backoff: float = 0.5, timeout: float = 120.0,
+def post_batch(conf: StationConf, body: bytes, retries: int = 4, backoff: float = 0.5, timeout: float = 600.0,
                sleep=time.sleep) -> tuple[str, dict | None, str | None]:
     """POST a batch (gzip); returns (acked | rejected | unknown, the answer, an error)."""
     payload = gzip.compress(body, 6)

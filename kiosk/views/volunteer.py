@@ -224,7 +224,7 @@ def passbook():
     size = request.args.get("print")
     st, lines = ledger.passbook_here(v, limit=500 if size else 100)
     if size in ("a4", "a5"):
-        return render_template("volunteer/passbook_print.html", volunteer=v, balance=st.here, standing=st,
+        return render_template("volunteer/passbook_print.html", volunteer=v, balance=ledger.balance(v), standing=st,
                                lines=list(reversed(lines)), size=size, printed_at=now())
     return render("volunteer/passbook.html", "volunteer/_passbook.html", volunteer=v, standing=st, lines=lines,
                   redemptions=rewards.of_volunteer(v, limit=10))

@@ -52,7 +52,7 @@ def test_points_held_elsewhere_and_bringing_them_here(page, live_server, watch):
     sub = page.locator(".balance-sub")
     expect(sub).to_contain_text(f"全区总积分（截至 2026-11-30 02:31 夜间同步）：{total} 分")
     expect(sub).to_contain_text("另有积分存在其他站点")
-    expect(page.locator(".reward .why").first).to_contain_text("您现在可用 0 分")
+    expect(page.locator(".reward .why").first).to_contain_text("本站现在可用 0 分")
     shot(page, "district-points-elsewhere")
 
     page.get_by_role("button", name="把我的积分转到本站（明天可用）").click()
@@ -73,7 +73,7 @@ def test_points_held_elsewhere_and_bringing_them_here(page, live_server, watch):
     expect(page.get_by_role("button", name="把我的积分转到本站（明天可用）")).to_have_count(0)
     page.locator(".me-nav").get_by_role("link", name="我的存折").click()
     expect(page.locator(".balance b")).to_have_text(str(total))
-    # the passbook counts back from what is available here
-    expect(page.locator(".passbook tbody tr").first.locator("td").nth(4)).to_have_text(str(total))
+    # the lines are this station's book, with its own running balance
+    expect(page.locator(".passbook tbody tr").first.locator("td").nth(4)).to_have_text(str(here))
     shot(page, "district-points-here")
     assert watch["errors"] == [] and watch["offsite"] == []

@@ -145,7 +145,7 @@ def test_redeem_at_the_kiosk_hand_over_and_see_it_in_the_passbook(page, live_ser
     expect(cannot).to_contain_text(dear_name)
     expect(cannot).to_have_class(re.compile(r"\breward-no\b"))
     expect(cannot.locator(".tag-ok")).to_have_count(0)
-    expect(cannot.locator(".why")).to_have_text(f"积分不够：需要 {dear_price} 分，您现在可用 {balance} 分。")
+    expect(cannot.locator(".why")).to_have_text(f"积分不够：需要 {dear_price} 分，本站现在可用 {balance} 分。")
     settled_shot(page, "kiosk-rewards")
 
     # The dear one, tapped anyway: it says why and offers no button.
