@@ -479,17 +479,21 @@ def standing(volunteer: Volunteer | str) -> Standing:
 
     A batch from before the station's epoch changed (the database was restored from a backup)
     allows nothing: the district may have moved those points elsewhere since. Until the next
-    batch, only this station's own points after that batch's mark are spendable (the district
-    counts the same: kiosk/district/push.py, candidates).
+    batch, only this station's own points after the restore are spendable (the district counts
+    those after that batch's mark, which is more: kiosk/district/push.py, _base).
     """
-    from .sync import current_epoch
+    from .models import SyncState
 
     vid = volunteer if isinstance(volunteer, str) else volunteer.id
     batch = in_force()
-    mark = batch.mark_posting if batch else 0
+    state = db.session.get(SyncState, 1)
+    void = batch is not None and state is not None and batch.epoch != state.epoch
+    # Under a void batch, this station's own points count only from the restore on: those
+    # before it were in the district's count, which may have moved them elsewhere since.
+    mark = max(batch.mark_posting, state.epoch_posting) if void else batch.mark_posting if batch else 0
     since = db.session.scalar(select(func.coalesce(func.sum(Posting.amount), 0)).where(
         Posting.account == f"v:{vid}", Posting.id > mark))
-    if batch is None or batch.epoch != current_epoch():
+    if batch is None or void:
         return Standing(here=since, total=None, as_of=None, since=since)
     snap = db.session.get(Allowance, vid)
     allowance, total = (snap.points, snap.total) if snap else (0, 0)

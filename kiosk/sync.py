@@ -33,7 +33,7 @@ from . import audit, signing
 from .clock import now
 from .db import db
 from .errors import DomainError
-from .models import SCHEMA_VERSION, ChangeLog, Station, SyncKey, SyncNonce, SyncPull, SyncState
+from .models import SCHEMA_VERSION, ChangeLog, Posting, Station, SyncKey, SyncNonce, SyncPull, SyncState
 
 EPOCH_FILE = "epoch"
 CURSOR_VERSION = "1"
@@ -93,7 +93,8 @@ def check_epoch(app: Flask) -> str | None:
         epoch = conn.execute(select(SyncState.epoch)).scalar()
         if _mark_stale(_read_mark(path), epoch, max_seq):  # another process may have just done it
             epoch = os.urandom(16).hex()
-            conn.execute(SyncState.__table__.update().values(epoch=epoch, changed_at=now()))
+            top_posting = conn.execute(select(func.max(Posting.id))).scalar() or 0
+            conn.execute(SyncState.__table__.update().values(epoch=epoch, changed_at=now(), epoch_posting=top_posting))
             _write_mark(path, epoch, 0)
     return epoch
 
@@ -114,7 +115,8 @@ def mark_copy(database: Path) -> None:
     conn = sqlite3.connect(database)
     try:
         with conn:
-            conn.execute("UPDATE sync_state SET epoch = ?", (os.urandom(16).hex(),))
+            conn.execute("UPDATE sync_state SET epoch = ?, epoch_posting = (SELECT coalesce(max(id), 0) FROM posting)",
+                         (os.urandom(16).hex(),))
     except sqlite3.OperationalError:
         pass  # a database from before the sync tables: it has no epoch to copy
     finally:

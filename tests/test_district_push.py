@@ -255,6 +255,7 @@ def test_a_restored_station_resurrects_no_allowance(tmp_path, three, pg_url):
     a, b, c = three
     lin_id = a.call(lambda: volunteers.find("13805910001").id, write=False)
     night(tmp_path, three, pg_url)
+    a.call(lambda: ledger.adjust("manager:demo", volunteers.get(lin_id), 30, "补记积分"))  # after the mark
     g = a.call(lambda: ledger.balance(lin_id), write=False)
     assert spendable_everywhere(three, lin_id) == [g, 0, 0]
     backup = tmp_path / "a-backup.sqlite3"
@@ -271,7 +272,7 @@ def test_a_restored_station_resurrects_no_allowance(tmp_path, three, pg_url):
     with a.app.app_context():
         db.engine.dispose()
     assert a.call(lambda: inbox.in_force() is not None, write=False)  # the old batch is back...
-    assert spendable_everywhere(three, lin_id) == [0, g, 0]  # ...but allows nothing
+    assert spendable_everywhere(three, lin_id) == [0, g, 0]  # ...but allows nothing, nor the +30 after it
     # the next night: A is pulled afresh (new epoch) and nothing moves back by mistake
     out = night(tmp_path, three, pg_url)
     assert "full resync" in out
