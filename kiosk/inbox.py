@@ -500,6 +500,24 @@ def standing(volunteer: Volunteer | str) -> Standing:
     return Standing(here=allowance + since, total=total, as_of=batch.as_of, since=since)
 
 
+def available_for(volunteer_ids: list[str]) -> dict[str, int] | None:
+    """What each may spend here (standing().here for many at once); None with no snapshot."""
+    from .models import SyncState
+
+    batch = in_force()
+    state = db.session.get(SyncState, 1)
+    if batch is None:
+        return None
+    void = state is not None and batch.epoch != state.epoch
+    mark = max(batch.mark_posting, state.epoch_posting) if void else batch.mark_posting
+    accounts = [f"v:{v}" for v in volunteer_ids]
+    since = dict(db.session.execute(select(Posting.account, func.sum(Posting.amount)).where(
+        Posting.account.in_(accounts), Posting.id > mark).group_by(Posting.account)).all())
+    allowed = {} if void else dict(db.session.execute(select(Allowance.volunteer_id, Allowance.points).where(
+        Allowance.volunteer_id.in_(volunteer_ids))).all())
+    return {v: allowed.get(v, 0) + since.get(f"v:{v}", 0) for v in volunteer_ids}
+
+
 def available_here(volunteer: Volunteer | str) -> int:
     return standing(volunteer).here
 

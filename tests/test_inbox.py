@@ -526,3 +526,19 @@ def test_a_visitors_name_and_mobile_follow_the_home_station(station):
     volunteers.update("manager:wang", db.session.get(Volunteer, VISITOR["id"]), VISITOR["name"], VISITOR["mobile"],
                       ["助老服务队"])  # teams are this station's own business
     db.session.commit()
+
+
+def test_the_managers_bank_page_shows_what_is_available_here(app, manager_client, key):
+    with app.app_context():
+        v = local_volunteer()
+        earn(v, 80)
+        number = v.number
+    page = manager_client.get("/manage/bank").get_data(as_text=True)
+    assert "本站可用" not in page  # no district snapshot yet: one figure
+    with app.app_context():
+        receive(batch(balances=[bal(db.session.scalar(select(Volunteer.id).where(Volunteer.number == number)), 0, 80)]))
+    page = manager_client.get("/manage/bank").get_data(as_text=True)
+    assert "本站账面余额" in page and "本站可用" in page
+    row = page[page.index(number):]
+    row = row[:row.index("</tr>")]
+    assert ">80</td>" in row and ">0</td>" in row

@@ -20,7 +20,7 @@ from flask import (
 from flask_babel import gettext as _
 from sqlalchemy import func, select
 
-from .. import bank_settings, events, exports, ledger, rewards, volunteers
+from .. import bank_settings, events, exports, inbox, ledger, rewards, volunteers
 from ..auth import actor
 from ..clock import now
 from ..db import begin_write, db
@@ -367,8 +367,11 @@ def bank_overview():
         # Double entry: the station's accounts and the volunteers' add up to zero.
         "balanced": sum(accounts.values()) + outstanding == 0,
     }
-    rows = [(v, balances.get(v.id, 0)) for v in volunteers.search(q, limit=BALANCES_SHOWN)]
+    people = volunteers.search(q, limit=BALANCES_SHOWN)
+    here = inbox.available_for([v.id for v in people])
+    rows = [(v, balances.get(v.id, 0), here.get(v.id) if here is not None else None) for v in people]
     return render("manage/bank.html", "manage/_bank.html", totals=totals, rows=rows, q=q, limit=BALANCES_SHOWN,
+                  district=here is not None,
                   recent=_recent_events(), pending_count=db.session.scalar(
                       select(func.count()).where(Redemption.status == "pending")))
 
