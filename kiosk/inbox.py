@@ -233,16 +233,21 @@ def in_force() -> InboxBatch | None:
     return db.session.scalar(select(InboxBatch).order_by(InboxBatch.issued.desc()).limit(1))
 
 
-def receive(raw: bytes, encoding: str | None = None) -> tuple[dict, bool]:
+def prepare(raw: bytes, encoding: str | None = None) -> tuple[Batch, str]:
+    """Inflate, hash and check a batch: the slow part, done before taking the write lock."""
+    body = decode_body(raw, encoding)
+    return parse(body), hashlib.sha256(body).hexdigest()
+
+
+def receive(raw: bytes, encoding: str | None = None, prepared: tuple[Batch, str] | None = None) -> tuple[dict, bool]:
     """Apply a batch in the caller's write transaction; returns (the answer, whether a replay).
 
-    The caller has called begin_write() and commits.
+    The caller has called begin_write() and commits; `prepared` is prepare()'s result when the
+    caller did that before taking the lock.
     """
     from .sync import EpochChanged, current_epoch
 
-    body = decode_body(raw, encoding)
-    digest = hashlib.sha256(body).hexdigest()
-    batch = parse(body)
+    batch, digest = prepared or prepare(raw, encoding)
     same = db.session.get(InboxBatch, batch.id)
     if same is not None:
         if same.body_sha256 != digest:
@@ -390,6 +395,7 @@ def _apply_roster(items: list[dict], own_code: str) -> dict:
     by_id = {r.id: r for r in rows}
     by_number = {r.number: r.id for r in rows}
     by_mobile = {r.mobile: r.id for r in rows}
+    number_of = {r.id: r.number for r in rows}
     added = updated = 0
     conflicts = []
     at = now()
@@ -402,15 +408,15 @@ def _apply_roster(items: list[dict], own_code: str) -> dict:
         clash = [k for k, index in (("number", by_number), ("mobile", by_mobile))
                  if index.get(m[k], m["id"]) != m["id"]]
         if clash:
+            other = (by_number if clash[0] == "number" else by_mobile)[m[clash[0]]]
             conflicts.append({"id": m["id"], "number": m["number"], "home_station": m["home_station"],
-                              "field": clash[0], "local_number": _number_of(by_number, by_mobile, m, clash[0])})
+                              "field": clash[0], "local_number": number_of.get(other, "")})
             continue
         if mine is None:
-            v = Volunteer(id=m["id"], number=m["number"], name=m["name"], mobile=m["mobile"], pin_hash="",
-                          status=m["status"], registered_via="district", home_station=m["home_station"])
-            db.session.add(v)
+            # (one audit row for all the additions, below: a district's first roster is thousands)
+            db.session.add(Volunteer(id=m["id"], number=m["number"], name=m["name"], mobile=m["mobile"], pin_hash="",
+                                     status=m["status"], registered_via="district", home_station=m["home_station"]))
             added += 1
-            audit.record(ACTOR, "roster_add", "volunteer", v.id, number=v.number, home_station=v.home_station)
         else:
             v = db.session.get(Volunteer, m["id"])
             wanted = dict(m)
@@ -430,7 +436,10 @@ def _apply_roster(items: list[dict], own_code: str) -> dict:
             if old is not None:
                 index.pop(old, None)
         by_number[m["number"]] = by_mobile[m["mobile"]] = m["id"]
-        db.session.flush()
+        number_of[m["id"]] = m["number"]
+    db.session.flush()
+    if added:
+        audit.record(ACTOR, "roster_add", "volunteer", "*", added=added)
     return {"added": added, "updated": updated, "conflicts": conflicts}
 
 
@@ -443,11 +452,6 @@ def _suspended_here(volunteer_id: str) -> bool:
         AuditLog.action.in_(("status", "roster_update", "roster_add"))).order_by(AuditLog.at.desc(), AuditLog.id.desc())
         .limit(1))
     return last is not None and last.action == "status"
-
-
-def _number_of(by_number: dict, by_mobile: dict, m: dict, field: str) -> str:
-    other = (by_number if field == "number" else by_mobile)[m[field]]
-    return next((n for n, vid in by_number.items() if vid == other), "")
 
 
 def _apply_balances(items: list[dict]) -> int:

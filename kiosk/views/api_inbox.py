@@ -20,9 +20,10 @@ def _inbox_size(endpoint, values):
 def inbox_post():
     """Apply a batch once; the same batch again answers the same (200, "replayed": true)."""
     raw = request.get_data(cache=True)
+    prepared = inbox.prepare(raw, request.headers.get("Content-Encoding"))  # outside the write lock
     begin_write()
     try:
-        result, replayed = inbox.receive(raw, request.headers.get("Content-Encoding"))
+        result, replayed = inbox.receive(raw, prepared=prepared)
     except Exception:
         db.session.rollback()
         raise
