@@ -95,7 +95,7 @@ def _limit() -> int:
 def _gzip(chunks):
     z = zlib.compressobj(1, zlib.DEFLATED, 31)  # level 1: ~2.4x faster than 6, pages still ~4x smaller
     for chunk in chunks:
-        if out := z.compress(chunk.encode()):
+        if out := z.compress(chunk):
             yield out
     yield z.flush()
 
@@ -112,7 +112,7 @@ def changes():
     sync.note_exported(page.epoch, page.last)
     body = sync.stream_page(page)
     gzip = request.accept_encodings["gzip"] > 0
-    resp = Response(stream_with_context(_gzip(body) if gzip else (c.encode() for c in body)),
+    resp = Response(stream_with_context(_gzip(body) if gzip else body),
                     mimetype="application/json")
     if gzip:
         resp.headers["Content-Encoding"] = "gzip"
