@@ -307,3 +307,14 @@ def test_points_lost_with_a_restore_after_being_moved_are_reported(tmp_path, thr
     a.server.start()
     out = night(tmp_path, three, pg_url)
     assert "WARNING: 1 volunteer(s) may spend more than their balance" in out and lin_id in out
+
+
+def test_the_same_person_at_two_stations_is_left_out_of_the_roster_and_named():
+    a = {"id": "1", "number": "GL-A-0001", "name": "林", "mobile": "13800000001", "status": "active", "home_station": "GL-A"}
+    b = dict(a, id="2", number="GL-B-0001", home_station="GL-B")  # same mobile, registered twice
+    c = dict(a, id="3", number="GL-B-0002", mobile="13800000003", home_station="GL-B")
+    kept, dup = dpush._without_duplicates([a, b, c])
+    assert kept == [c] and dup == [a, b]
+    r = dpush.PushResult("station-1", ok=True, duplicates=dup)
+    text = dpush.summary([r])
+    assert "WARNING: 2 volunteer(s) registered at two stations" in text and "GL-B-0001 (GL-B, 13800000001)" in text

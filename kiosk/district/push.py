@@ -100,6 +100,9 @@ class Knowledge:
     target: dict[str, str]  # volunteer -> station where last active
     roster: list[dict]
     seen_issued: int = 0  # the highest batch number any station says it has applied
+    # Volunteers registered at two stations under the same number or mobile (the same person
+    # twice, or two stations with the same code): left out of the roster, named in the summary.
+    duplicates: list[dict] = field(default_factory=list)
 
 
 def _j(key: str):
@@ -157,9 +160,23 @@ def know(store: Store) -> Knowledge:
                            "mobile": data["mobile"], "status": data["status"], "home_station": codes[st]})
         seen = conn.execute(select(func.max(_j("issued").as_integer())).where(
             entity_row.c.entity == "inbox_batch")).scalar() or 0
-    return Knowledge(seen_issued=int(seen), codes=codes, epochs={c.station: c.epoch for c in cps},
+    roster, duplicates = _without_duplicates(roster)
+    return Knowledge(seen_issued=int(seen), duplicates=duplicates, codes=codes, epochs={c.station: c.epoch for c in cps},
                      marks={c.station: int(c.applied_upto or 0) for c in cps}, balance=balance, minutes=minutes,
                      target={v: st for v, (_at, st) in last.items()}, roster=roster)
+
+
+def _without_duplicates(roster: list[dict]) -> tuple[list[dict], list[dict]]:
+    clash: set[str] = set()
+    for key in ("number", "mobile"):
+        seen: dict[str, str] = {}
+        for m in roster:
+            if m[key] in seen:
+                clash.update((m["id"], seen[m[key]]))
+            else:
+                seen[m[key]] = m["id"]
+    return ([m for m in roster if m["id"] not in clash],
+            [m for m in roster if m["id"] in clash])
 
 
 def net_after(store: Store, station: str, mark: int) -> dict[str, int]:
@@ -338,6 +355,7 @@ class PushResult:
     # Volunteers whom the stations may let spend more than their balance: only possible after a
     # station restored from a backup lost points that were already allowed elsewhere.
     overdrawn: list[str] = field(default_factory=list)
+    duplicates: list[dict] = field(default_factory=list)
 
 
 def overdrawn(balance: dict[str, int], claims: dict[str, dict[str, int]]) -> list[str]:
@@ -433,6 +451,7 @@ def push_all(store: Store, stations: list[StationConf], only: set[str] | None = 
         list(pool.map(lambda name: send(by_name[name], "topup", more[name]), sorted(more)))
     for r in results.values():
         r.overdrawn = over
+        r.duplicates = k.duplicates
         if r.batches:
             bad = [b for b in r.batches if b.status != "acked"]
             r.ok = not bad
@@ -464,6 +483,11 @@ def summary(results: list[PushResult]) -> str:
     failed = sum(not r.ok for r in results)
     same = sum(1 for r in results if r.ok and all(b.unchanged for b in r.batches))
     lines.append(f"{len(results)} station(s) pushed, {failed} failed, {same} unchanged (nothing sent)")
+    dup = results[0].duplicates if results else []
+    if dup:
+        lines.append(f"WARNING: {len(dup)} volunteer(s) registered at two stations under the same number or mobile "
+                     "were left out of the roster: " + ", ".join(f"{m['number']} ({m['home_station']}, {m['mobile']})"
+                                                                for m in dup[:10]) + (" …" if len(dup) > 10 else ""))
     over = results[0].overdrawn if results else []
     if over:
         lines.append(f"WARNING: {len(over)} volunteer(s) may spend more than their balance (a station restored from "
