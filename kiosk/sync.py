@@ -99,6 +99,17 @@ def check_epoch(app: Flask) -> str | None:
     return epoch
 
 
+def renew_epoch() -> str:
+    """Mint a new epoch now, in its own commit (the caller's transaction is the write lock's)."""
+    epoch = os.urandom(16).hex()
+    state = db.session.get(SyncState, 1)
+    state.epoch, state.changed_at = epoch, now()
+    state.epoch_posting = db.session.scalar(select(func.max(Posting.id))) or 0
+    db.session.commit()
+    _write_mark(_epoch_path(current_app), epoch, 0)
+    return epoch
+
+
 def note_exported(epoch: str, upto: int) -> None:
     """Remember in instance/epoch the highest seq handed out, for the restore check."""
     path = _epoch_path(current_app)
@@ -218,6 +229,12 @@ def plan_page(cursor: str | None, limit: int) -> Page:
         if c_station != station:
             raise CursorInvalid(_l("这个同步游标属于另一个站点。"))
         if c_epoch != epoch:
+            raise EpochChanged()
+        if max(after, upto or 0) > (top or 0):
+            # The cursor knows changes this database doesn't have: it went back (a copy swapped in
+            # without the epoch file noticing, e.g. mid-run). What the district holds beyond here
+            # may be rows the station lost, and new changes would reuse those seqs: a new epoch.
+            renew_epoch()
             raise EpochChanged()
     if upto is None:
         upto = max(after, top or 0)

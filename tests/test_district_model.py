@@ -26,7 +26,7 @@ district rows were not touched, a failed apply_page left the district as it was,
 of a page the district had moved past changes no row.
 
 Kept small (30 examples of up to 15 steps on SQLite, 15 on PostgreSQL; files on /dev/shm) so that
-the file runs in well under a minute. A bug it found is kept below as a strict xfail.
+the file runs in well under a minute. The bug it found (a raw restore mid-run) is kept below as a test.
 """
 
 from __future__ import annotations
@@ -666,8 +666,8 @@ class DistrictModel(RuleBasedStateMachine):
     def a_restore_during_a_run(self, name, before, limit, i, after):
         """The station is restored between two pages of a run (the district's retries span the restart).
 
-        Only copies made as `kiosk backup` makes them, unless env["raw_midrun"]: a raw copy here
-        loses later writes (the xfail test at the end of this file)."""
+        Raw copies too (env["raw_midrun"]); they once lost later writes (the test at the end of
+        this file)."""
         s = self.stations[name]
         usable = [j for j, (_path, marked) in enumerate(s.backups) if marked or self.env["raw_midrun"]]
         if not usable:
@@ -783,7 +783,7 @@ def model_env(migrated_db, scratch, monkeypatch):
     template = scratch / "template.sqlite3"
     shutil.copy(migrated_db, template)
     return {"template": template, "folder": scratch / "stations", "route": route,
-            "reset_store": _reset_store, "raw_midrun": False}
+            "reset_store": _reset_store, "raw_midrun": True}
 
 
 def _run(env: dict, url: str, max_examples: int, **overrides):
@@ -801,13 +801,9 @@ def test_the_district_holds_what_the_stations_hold(model_env, district_url):
 
 # --- a bug the model found ----------------------------------------------------------------------------
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason="BUG: a station restored from a raw copy in the middle of a district run "
-                   "keeps its epoch, the run's frozen `upto` (from the database before the restore) is recorded "
-                   "as exported, and the changes written next get seqs at or below it: the district never "
-                   "receives them (kiosk/sync.py plan_page / note_exported). When fixed: drop this marker and "
-                   "set raw_midrun=True in model_env.")
-def test_a_raw_restore_in_the_middle_of_a_run_loses_later_writes(model_env, scratch):
-    """The minimal history (Hypothesis finds it within ~200 examples with raw_midrun=True).
+def test_a_raw_restore_in_the_middle_of_a_run_loses_no_later_writes(model_env, scratch):
+    """The minimal history the model found (within ~200 examples), fixed since: kiosk/sync.py
+    plan_page now answers a cursor beyond the database's highest seq with 409 and a new epoch.
 
     1. gulou-a's database is copied by any means, not `kiosk backup` (SQLite's backup API here):
        the copy has the same epoch and ends at seq m0;
@@ -837,9 +833,9 @@ def test_a_raw_restore_in_the_middle_of_a_run_loses_later_writes(model_env, scra
     try:
         state.start(marked=(False, False))  # raw copies
         state.at_the_station(name="gulou-a", batch=[("add_category", 0, 0)], then="-", i=0)
-        state.a_restore_during_a_run(name="gulou-a", before=[], limit=2, i=0, after=1)  # passes: district == restored
+        state.a_restore_during_a_run(name="gulou-a", before=[], limit=2, i=0, after=1)  # district == restored
         state.at_the_station(name="gulou-a", batch=[("add_category", 0, 0)], then="restart", i=0)
-        state.what_the_checkpoint_says_is_applied_is()  # fails: "the checkpoint says applied up to m1, but"
-        state.pull_to_the_end(name="gulou-a", before=[], limit=1000)  # would fail: 2 rows missing at the district
+        state.what_the_checkpoint_says_is_applied_is()  # was: "the checkpoint says applied up to m1, but"
+        state.pull_to_the_end(name="gulou-a", before=[], limit=1000)  # was: 2 rows missing at the district
     finally:
         state.teardown()

@@ -692,3 +692,19 @@ def test_tidy_compacts_the_log(app, runner, key):
     assert "compacted the change log by" in result.output
     with using(app):
         assert log_count() < before
+
+
+def test_a_cursor_beyond_the_database_gets_409_and_a_new_epoch(app, client, key, make_category):
+    """A copy swapped in mid-run without the epoch noticing: the run's cursor knows seqs the
+    database doesn't have; answering from it would hand out seqs the next writes reuse."""
+    make_category("健康")
+    first = pull(client, key, limit=1)
+    with using(app):
+        top = db.session.scalar(select(func.max(ChangeLog.seq)))
+        epoch = sync.current_epoch()
+        beyond = sync.encode_cursor(events.get_station().code, epoch, 1, top + 5)
+    resp = signed_get(client, key, url(beyond, 1))
+    assert resp.status_code == 409
+    with using(app):
+        assert sync.current_epoch() != epoch
+    assert pull(client, key)["epoch"] != first["epoch"]
