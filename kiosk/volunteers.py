@@ -68,6 +68,10 @@ class BadCard(DomainError):
     message = _l("这张卡读不出来或已经作废，请再刷一次，或请站长补办新卡。")
 
 
+class OtherStationCard(BadCard):
+    message = _l("这是您在其他站点办的志愿者卡，本站读不了。请找本站站长核对身份，办一张本站的卡。")
+
+
 # --- registration -----------------------------------------------------------------------------
 
 def check_name(name: str) -> str:
@@ -328,11 +332,24 @@ def from_badge(text: str) -> Volunteer:
     try:
         volunteer_id, serial = _badge_serializer().loads(text[len(BADGE_PREFIX):])
     except (BadSignature, ValueError, TypeError):
-        raise BadCard() from None
+        raise _unreadable(text[len(BADGE_PREFIX):]) from None
     v = db.session.get(Volunteer, volunteer_id) if isinstance(volunteer_id, str) else None
     if v is None or v.card_serial != serial:
         raise BadCard()
     return v
+
+
+def _unreadable(payload: str) -> BadCard:
+    """Which sentence to say for a card this station can't verify: a card of another station
+    (whose key signed it) for a volunteer on the roster here gets its own. The unverified
+    content only chooses the message; it identifies no one."""
+    try:
+        _ok, value = _badge_serializer().loads_unsafe(payload)
+        volunteer_id = value[0] if isinstance(value, list) and value and isinstance(value[0], str) else None
+    except Exception:  # noqa: BLE001 - any garbage: the plain message
+        volunteer_id = None
+    v = db.session.get(Volunteer, volunteer_id) if volunteer_id and len(volunteer_id) <= 36 else None
+    return OtherStationCard() if v is not None and v.visiting else BadCard()
 
 
 def reissue_card(actor: str, v: Volunteer) -> Volunteer:

@@ -542,3 +542,19 @@ def test_the_managers_bank_page_shows_what_is_available_here(app, manager_client
     row = page[page.index(number):]
     row = row[:row.index("</tr>")]
     assert ">80</td>" in row and ">0</td>" in row
+
+
+def test_a_card_from_the_home_station_gets_its_own_sentence(station, tmp_path):
+    receive(batch(roster=[VISITOR]))
+    v = db.session.get(Volunteer, VISITOR["id"])
+    from itsdangerous import URLSafeSerializer
+
+    foreign = volunteers.BADGE_PREFIX + URLSafeSerializer("the home station's key", salt="kiosk.volunteer-badge").dumps(
+        [v.id, 1])
+    with pytest.raises(volunteers.OtherStationCard):
+        volunteers.from_badge(foreign)
+    stranger = volunteers.BADGE_PREFIX + URLSafeSerializer("x", salt="kiosk.volunteer-badge").dumps([str(uuid.uuid4()), 1])
+    with pytest.raises(volunteers.BadCard) as e:
+        volunteers.from_badge(stranger)
+    assert type(e.value) is volunteers.BadCard
+    assert volunteers.from_badge(volunteers.badge(v)).id == v.id  # once this station prints its own
