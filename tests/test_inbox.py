@@ -71,6 +71,19 @@ def reward(price=50, stock=5):
     return r
 
 
+def served_two_hours(v):
+    """A two-hour event this morning, signed in and out at its times (20 points by the defaults)."""
+    start = FROZEN.replace(hour=8)
+    begin_write()
+    e = events.create_event("test", events.EventData(title="义诊", starts_at=start, ends_at=start + timedelta(hours=2)))
+    db.session.commit()
+    begin_write()
+    checkins.check_in(v, e, "kiosk", at=start)
+    checkins.check_out(v, e, "kiosk", at=start + timedelta(hours=2))
+    db.session.commit()
+    return e, start
+
+
 def earn(v, points, reason="服务"):
     begin_write()
     ledger.post("adjust", v, points, "test", reason)
@@ -381,14 +394,7 @@ def test_hours_elsewhere_count_for_stars(station):
 
 def test_clawback_of_a_corrected_earn_is_limited_to_what_is_available_here(station):
     v = local_volunteer()
-    start = FROZEN.replace(hour=8)
-    begin_write()
-    e = events.create_event("test", events.EventData(title="义诊", starts_at=start, ends_at=start + timedelta(hours=2)))
-    db.session.commit()
-    begin_write()
-    checkins.check_in(v, e, "kiosk", at=start)
-    checkins.check_out(v, e, "kiosk", at=start + timedelta(hours=2))
-    db.session.commit()
+    e, start = served_two_hours(v)
     assert ledger.balance(v) == 20
     # the district moved these 20 points to another station, where they may be spent
     receive(batch(balances=[bal(v.id, 0, 20)]))
@@ -402,14 +408,7 @@ def test_clawback_of_a_corrected_earn_is_limited_to_what_is_available_here(stati
 
 def test_without_a_snapshot_a_correction_takes_back_the_points(station):
     v = local_volunteer()
-    start = FROZEN.replace(hour=8)
-    begin_write()
-    e = events.create_event("test", events.EventData(title="义诊", starts_at=start, ends_at=start + timedelta(hours=2)))
-    db.session.commit()
-    begin_write()
-    checkins.check_in(v, e, "kiosk", at=start)
-    checkins.check_out(v, e, "kiosk", at=start + timedelta(hours=2))
-    db.session.commit()
+    e, start = served_two_hours(v)
     begin_write()
     checkins.correct("manager:wang", checkins.status_of(v, e), start, start + timedelta(minutes=30), "签退时间记错了")
     db.session.commit()
@@ -483,14 +482,7 @@ def test_duplicate_ids_in_a_batch_are_refused(station):
 
 def test_a_correction_never_raises_points_when_little_is_available_here(station):
     v = local_volunteer()
-    start = FROZEN.replace(hour=8)
-    begin_write()
-    e = events.create_event("test", events.EventData(title="义诊", starts_at=start, ends_at=start + timedelta(hours=2)))
-    db.session.commit()
-    begin_write()
-    checkins.check_in(v, e, "kiosk", at=start)
-    checkins.check_out(v, e, "kiosk", at=start + timedelta(hours=2))
-    db.session.commit()
+    e, start = served_two_hours(v)
     receive(batch(balances=[bal(v.id, 0, 20)]))  # the 20 are held elsewhere
     begin_write()
     checkins.correct("manager:wang", checkins.status_of(v, e), start, start + timedelta(minutes=30), "记错了")
