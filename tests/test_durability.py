@@ -91,6 +91,8 @@ def station(tmp_path):
         db.session.commit()
         info = {"event": ev.id, "reward": reward.id, "numbers": [v.number for v in vols],
                 "badges": [volunteers.badge(v) for v in vols[:60]], "day": ev.starts_at.strftime("%Y-%m-%d"),
+                # (the event may span midnight at the station: run between 01:00 and 03:00 there)
+                "out_day": ev.ends_at.strftime("%Y-%m-%d"),
                 "in": ev.starts_at.strftime("%H:%M"), "out": ev.ends_at.strftime("%H:%M")}
         db.session.remove()
         db.engine.dispose()
@@ -133,7 +135,7 @@ def test_kill_9_loses_no_acknowledged_write(station):
             if stop.is_set():
                 return
             form = {"csrf_token": manager_token, "volunteer": number, "in_day": info["day"], "in_time": info["in"],
-                    "out_day": info["day"], "out_time": info["out"], "reason": "纸质签到表"}
+                    "out_day": info["out_day"], "out_time": info["out"], "reason": "纸质签到表"}
             try:
                 status, _ = manager.request("POST", f"/manage/events/{info['event']}/attendance/paper", form)
             except (OSError, http.client.HTTPException):  # the server died mid-answer: not acknowledged
