@@ -478,23 +478,30 @@ class Standing:
         return self.total is not None and self.total + self.since > self.here
 
 
-def standing(volunteer: Volunteer | str) -> Standing:
-    """What the volunteer may spend here, and the district's total as of its snapshot.
+def _snapshot() -> tuple[InboxBatch | None, bool, int]:
+    """(the batch in force, whether it is void, the posting id after which this station's own
+    points count).
 
     A batch from before the station's epoch changed (the database was restored from a backup)
-    allows nothing: the district may have moved those points elsewhere since. Until the next
-    batch, only this station's own points after the restore are spendable (the district counts
+    is void: it allows nothing, since the district may have moved those points elsewhere; until
+    the next batch only this station's own points after the restore count (the district counts
     those after that batch's mark, which is more: kiosk/district/push.py, _base).
     """
     from .models import SyncState
 
-    vid = volunteer if isinstance(volunteer, str) else volunteer.id
     batch = in_force()
+    if batch is None:
+        return None, False, 0
     state = db.session.get(SyncState, 1)
-    void = batch is not None and state is not None and batch.epoch != state.epoch
-    # Under a void batch, this station's own points count only from the restore on: those
-    # before it were in the district's count, which may have moved them elsewhere since.
-    mark = max(batch.mark_posting, state.epoch_posting) if void else batch.mark_posting if batch else 0
+    if state is not None and batch.epoch != state.epoch:
+        return batch, True, max(batch.mark_posting, state.epoch_posting)
+    return batch, False, batch.mark_posting
+
+
+def standing(volunteer: Volunteer | str) -> Standing:
+    """What the volunteer may spend here, and the district's total as of its snapshot."""
+    vid = volunteer if isinstance(volunteer, str) else volunteer.id
+    batch, void, mark = _snapshot()
     since = db.session.scalar(select(func.coalesce(func.sum(Posting.amount), 0)).where(
         Posting.account == f"v:{vid}", Posting.id > mark))
     if batch is None or void:
@@ -506,14 +513,9 @@ def standing(volunteer: Volunteer | str) -> Standing:
 
 def available_for(volunteer_ids: list[str]) -> dict[str, int] | None:
     """What each may spend here (standing().here for many at once); None with no snapshot."""
-    from .models import SyncState
-
-    batch = in_force()
-    state = db.session.get(SyncState, 1)
+    batch, void, mark = _snapshot()
     if batch is None:
         return None
-    void = state is not None and batch.epoch != state.epoch
-    mark = max(batch.mark_posting, state.epoch_posting) if void else batch.mark_posting
     accounts = [f"v:{v}" for v in volunteer_ids]
     since = dict(db.session.execute(select(Posting.account, func.sum(Posting.amount)).where(
         Posting.account.in_(accounts), Posting.id > mark).group_by(Posting.account)).all())

@@ -186,17 +186,13 @@ class PassbookLine:
     balance: int
 
 
-def passbook(volunteer: Volunteer, limit: int = 200, top: int | None = None) -> tuple[int, list[PassbookLine]]:
-    """(balance, the latest lines newest first, each with the running balance after it).
-
-    `top` is the balance to count back from (what is available here, when the district's
-    snapshot says part of the points are at other stations); by default the sum of the postings.
-    """
+def passbook(volunteer: Volunteer, limit: int = 200) -> tuple[int, list[PassbookLine]]:
+    """(balance, the latest lines newest first, each with the running balance after it)."""
     rows = db.session.execute(
         select(Posting.amount, LedgerTxn).join(LedgerTxn, Posting.txn_id == LedgerTxn.id)
         .where(Posting.account == account(volunteer)).order_by(Posting.id.desc()).limit(limit)
     ).all()
-    running = balance(volunteer) if top is None else top
+    running = balance(volunteer)
     total = running
     lines = []
     for amount, txn in rows:

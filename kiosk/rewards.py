@@ -175,10 +175,11 @@ class Offer:
     why_not: str = ""
 
 
-def offers(volunteer: Volunteer, at: datetime | None = None) -> tuple[int, list[Offer]]:
-    """(points available here, each active reward with whether this volunteer can take it now and why not)."""
+def offers(volunteer: Volunteer, at: datetime | None = None, available: int | None = None) -> tuple[int, list[Offer]]:
+    """(points available here, each active reward with whether this volunteer can take it now and
+    why not); `available` when the caller has it already (inbox.standing(...).here)."""
     at = at or now()
-    bal = ledger.spendable(volunteer)
+    bal = ledger.spendable(volunteer) if available is None else available
     level = checkins.hours(volunteer, at).stars
     result = []
     for r in catalog():

@@ -82,7 +82,10 @@ def load_events(path: Path) -> list[dict]:
 
 
 def parse_thresholds(text: str) -> list[int]:
-    values = [int(x) for x in text.replace("，", ",").split(",") if x.strip()]
+    try:
+        values = [int(x) for x in text.replace("，", ",").split(",") if x.strip()]
+    except ValueError:
+        values = []
     if not values or values != sorted(set(values)) or values[0] <= 0 or len(values) > 10:
         raise ValueError("thresholds: 1-10 increasing positive whole hours, e.g. 100,300,600,1000,1500")
     return values
@@ -224,6 +227,13 @@ def _base(conn, station: str, epoch: str) -> tuple[allocate.Grant | None, bool]:
     return _grant(conn, issued, int(row.mark_seq)), True
 
 
+def _unsettled(conn, station: str, epoch: str, base: allocate.Grant) -> list:
+    """Batches sent after the one surely in force whose fate is unknown (they may be in force)."""
+    return conn.execute(select(push_batch.c.issued, push_batch.c.mark_seq).where(
+        push_batch.c.station == station, push_batch.c.epoch == epoch, push_batch.c.issued > base.issued,
+        push_batch.c.status.in_(("unknown", "sending"))).order_by(push_batch.c.issued)).all()
+
+
 def candidates(store: Store, station: str, epoch: str) -> list[allocate.Grant] | None:
     """The batches the station may have in force; None when the district can't tell (it lost
     the allowances of a batch the station says it applied)."""
@@ -231,10 +241,7 @@ def candidates(store: Store, station: str, epoch: str) -> list[allocate.Grant] |
         base, known = _base(conn, station, epoch)
         if not known:
             return None
-        later = conn.execute(select(push_batch.c.issued, push_batch.c.mark_seq).where(
-            push_batch.c.station == station, push_batch.c.epoch == epoch, push_batch.c.issued > base.issued,
-            push_batch.c.status.in_(("unknown", "sending"))).order_by(push_batch.c.issued)).all()
-        return [base] + [_grant(conn, r.issued, int(r.mark_seq)) for r in later]
+        return [base] + [_grant(conn, r.issued, int(r.mark_seq)) for r in _unsettled(conn, station, epoch, base)]
 
 
 def station_claims(store: Store, station: str, k: Knowledge) -> dict[str, int]:
@@ -259,9 +266,7 @@ def in_force_hashes(store: Store, station: str, epoch: str) -> tuple[str | None,
     can't tell."""
     with store.engine.connect() as conn:
         base, known = _base(conn, station, epoch)
-        if not known or not base.issued or conn.execute(select(func.count()).select_from(push_batch).where(
-                push_batch.c.station == station, push_batch.c.epoch == epoch, push_batch.c.issued > base.issued,
-                push_batch.c.status.in_(("unknown", "sending")))).scalar():
+        if not known or not base.issued or _unsettled(conn, station, epoch, base):
             return None, None
     if any(net_after(store, station, base.mark).values()):
         return None, None

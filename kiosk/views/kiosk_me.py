@@ -146,9 +146,10 @@ def me_rewards():
     v = kiosk_volunteer()
     if v is None:
         return redirect(url_for("kiosk.me_start"), code=303)
-    balance, offers = rewards.offers(v)
+    standing = inbox.standing(v)
+    balance, offers = rewards.offers(v, available=standing.here)
     return render("kiosk/me_rewards.html", "kiosk/_me_rewards.html", volunteer=v, balance=balance, offers=offers,
-                  standing=inbox.standing(v), asked=inbox.asked_points_here(v))
+                  standing=standing, asked=inbox.asked_points_here(v))
 
 
 @bp.post("/me/points-here")
